@@ -1,0 +1,25 @@
+"""Domain exceptions. Code below the API raises these; each router turns them into its own body."""
+
+
+class SluiceError(Exception):
+    """Base of every error Sluice raises on purpose."""
+
+
+class InvalidInput(SluiceError):
+    """The request cannot be carried out as asked (a 400)."""
+
+
+class NotFound(SluiceError):
+    """The named thing does not exist (a 404)."""
+
+
+class Conflict(SluiceError):
+    """The request clashes with the current state, e.g. a lock held by another run (a 409)."""
+
+
+class ConfigurationError(SluiceError):
+    """A setting or block is wrong; the message names the field."""
+
+
+class EngineUnavailable(SluiceError):
+    """The search engine could not be reached or answered with a server error."""

@@ -1,0 +1,126 @@
+"""Every app-database table, in one place.
+
+The Openverse API database: ``image`` and ``audio`` with the Openverse columns, and the
+``api_deleted*`` / ``api_mature*`` tables. On PostgreSQL the column types are Openverse's own
+(uuid, jsonb, varchar[]); on SQLite they degrade to portable equivalents (JSON, text uuid).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, String
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field, SQLModel
+
+JsonB = JSON().with_variant(JSONB(), "postgresql")
+StringArray = JSON().with_variant(ARRAY(String(255)), "postgresql")
+
+
+def _json() -> Any:
+    return Field(default=None, sa_type=JsonB)
+
+
+def _array() -> Any:
+    return Field(default=None, sa_type=StringArray)
+
+
+def _timestamp(nullable: bool = False) -> Any:
+    # sa_type, not sa_column: a Column object cannot be shared by the two media tables.
+    return Field(default=None if nullable else ..., sa_type=DateTime(timezone=True), nullable=nullable)
+
+
+class MediaBase(SQLModel):
+    """Columns ``image`` and ``audio`` share."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_on: datetime = _timestamp()
+    updated_on: datetime = _timestamp()
+    identifier: uuid.UUID = Field(unique=True)
+    provider: str | None = Field(default=None, max_length=80, index=True)
+    source: str | None = Field(default=None, max_length=80, index=True)
+    foreign_identifier: str | None = Field(default=None, max_length=1000, index=True)
+    foreign_landing_url: str | None = Field(default=None, max_length=1000)
+    url: str | None = Field(default=None, max_length=1000, unique=True)
+    thumbnail: str | None = Field(default=None, max_length=1000)
+    filesize: int | None = None
+    license: str = Field(max_length=50)
+    license_version: str | None = Field(default=None, max_length=25)
+    creator: str | None = Field(default=None, max_length=2000)
+    creator_url: str | None = Field(default=None, max_length=2000)
+    last_synced_with_source: datetime | None = _timestamp(nullable=True)
+    removed_from_source: bool = False
+    view_count: int | None = 0
+    watermarked: bool | None = None
+    filetype: str | None = Field(default=None, max_length=80)
+    category: str | None = Field(default=None, max_length=80, index=True)
+
+
+class Image(MediaBase, table=True):
+    __tablename__ = "image"
+
+    width: int | None = None
+    height: int | None = None
+    title: str | None = Field(default=None, max_length=5000)
+    tags_list: list[str] | None = _array()
+    meta_data: dict[str, Any] | None = _json()
+    tags: list[dict[str, Any]] | None = _json()
+    standardized_popularity: float | None = None
+
+
+class Audio(MediaBase, table=True):
+    __tablename__ = "audio"
+
+    title: str | None = Field(default=None, max_length=2000)
+    tags: list[dict[str, Any]] | None = _json()
+    tags_list: list[str] | None = _array()
+    meta_data: dict[str, Any] | None = _json()
+    audio_set_position: int | None = None
+    genres: list[str] | None = _array()
+    duration: int | None = None
+    bit_rate: int | None = None
+    sample_rate: int | None = None
+    alt_files: list[dict[str, Any]] | None = _json()
+    audio_set_foreign_identifier: str | None = Field(default=None, max_length=1000)
+    # Not an Openverse API column: the sample data's `audio_set` JSON, kept for the index.
+    audio_set: dict[str, Any] | None = _json()
+    standardized_popularity: float | None = None
+
+
+class DeletedImage(SQLModel, table=True):
+    __tablename__ = "api_deletedimage"
+
+    identifier: uuid.UUID = Field(primary_key=True)
+    created_on: datetime = _timestamp()
+    updated_on: datetime = _timestamp()
+
+
+class MatureImage(SQLModel, table=True):
+    __tablename__ = "api_matureimage"
+
+    identifier: uuid.UUID = Field(primary_key=True)
+    created_on: datetime = _timestamp()
+
+
+class DeletedAudio(SQLModel, table=True):
+    __tablename__ = "api_deletedaudio"
+
+    identifier: uuid.UUID = Field(primary_key=True)
+    created_on: datetime = _timestamp()
+    updated_on: datetime = _timestamp()
+
+
+class MatureAudio(SQLModel, table=True):
+    __tablename__ = "api_matureaudio"
+
+    identifier: uuid.UUID = Field(primary_key=True)
+    created_on: datetime = _timestamp()
+
+
+MODELS = ("image", "audio")
+MEDIA_TABLES: dict[str, tuple[type[MediaBase], type[SQLModel], type[SQLModel]]] = {
+    "image": (Image, DeletedImage, MatureImage),
+    "audio": (Audio, DeletedAudio, MatureAudio),
+}

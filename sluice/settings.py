@@ -1,0 +1,72 @@
+"""One Settings object, read from SLUICE_* environment variables (and a .env file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SAMPLE_DATA_DIR = Path(__file__).parent / "sample_data"
+
+
+class Settings(BaseSettings):
+    """Everything Sluice reads from its environment; every embedded store lives in DATA_DIR."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    DATA_DIR: Path = Field(default=Path(".sluice"), description="Holds every embedded store.")
+    DATABASE_URL: str | None = Field(
+        default=None, description="App database; default: SQLite file in DATA_DIR."
+    )
+    ELASTICSEARCH_URL: str | None = Field(
+        default=None, description="Elasticsearch to index into; default: the embedded engine."
+    )
+    ELASTICSEARCH_API_KEY: SecretStr | None = None
+    ELASTICSEARCH_USERNAME: str | None = None
+    ELASTICSEARCH_PASSWORD: SecretStr | None = None
+    ELASTICSEARCH_VERIFY_CERTS: bool = True
+    ELASTICSEARCH_TIMEOUT: float = Field(default=60.0, gt=0)
+    SENSITIVE_TERMS: str = Field(
+        default=str(SAMPLE_DATA_DIR / "mock_sensitive_terms.txt"),
+        description="File path or http(s) URL of the sensitive-terms list, one term per line.",
+    )
+    READ_BATCH_SIZE: int = Field(default=10_000, gt=0, description="Rows per keyset page.")
+    BULK_CHUNK_SIZE: int = Field(default=400, gt=0, description="Documents per bulk request.")
+    BULK_RETRIES: int = Field(default=3, ge=0, description="Retries of a failing bulk chunk.")
+    BULK_RETRY_DELAY: float = Field(default=1.0, ge=0)
+    READINESS_TOLERANCE: float = Field(
+        default=0.0, ge=0, le=1, description="Allowed shortfall (fraction) of documents before promotion."
+    )
+    LOCK_TIMEOUT: float = Field(
+        default=0.0, ge=0, description="Seconds a lifecycle flow waits for its model's lock."
+    )
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = 8001
+    API_URL: str | None = Field(default=None, description="Base URL the CLI and status links use.")
+    PREFECT_PORT: int = 4200
+
+    @field_validator("DATA_DIR")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or f"sqlite:///{self.DATA_DIR / 'app.sqlite3'}"
+
+    @property
+    def search_path(self) -> Path:
+        return self.DATA_DIR / "search.sqlite3"
+
+    @property
+    def api_url(self) -> str:
+        return (self.API_URL or f"http://{self.API_HOST}:{self.API_PORT}").rstrip("/")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
