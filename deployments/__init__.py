@@ -1,0 +1,27 @@
+"""Every deployment Sluice serves, declared in one place, and the runner that serves them."""
+
+from __future__ import annotations
+
+from prefect import serve
+
+from flows.index_lifecycle import FLOWS
+
+DEPLOYMENT = "sluice"
+TASK_TAG = "sluice-task"  # marks the flow runs the /task API created and lists
+
+
+def deployment_name(action: str) -> str:
+    """``flow-name/deployment-name`` of the deployment that runs ``action``."""
+    return f"{FLOWS[action].name}/{DEPLOYMENT}"
+
+
+def lifecycle_deployments() -> list:
+    return [
+        flow.to_deployment(name=DEPLOYMENT, tags=["sluice", "index-lifecycle"], description=flow.description)
+        for flow in FLOWS.values()
+    ]
+
+
+def serve_all(limit: int = 8) -> None:
+    """Register every deployment and run their flow runs until stopped (blocks)."""
+    serve(*lifecycle_deployments(), limit=limit)

@@ -125,9 +125,7 @@ class SearchEngine(ABC):
         """True when the engine answers."""
 
     @abstractmethod
-    def create_index(
-        self, name: str, mappings: dict[str, Any], settings: dict[str, Any] | None = None
-    ) -> None:
+    def create_index(self, name: str, mappings: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
         """Create an index; ``Conflict`` if the name is taken by an index or alias."""
 
     @abstractmethod

@@ -14,14 +14,10 @@ SAMPLE_DATA_DIR = Path(__file__).parent / "sample_data"
 class Settings(BaseSettings):
     """Everything Sluice reads from its environment; every embedded store lives in DATA_DIR."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SLUICE_", env_file=".env", env_ignore_empty=True, extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", env_file=".env", env_ignore_empty=True, extra="ignore")
 
     DATA_DIR: Path = Field(default=Path(".sluice"), description="Holds every embedded store.")
-    DATABASE_URL: str | None = Field(
-        default=None, description="App database; default: SQLite file in DATA_DIR."
-    )
+    DATABASE_URL: str | None = Field(default=None, description="App database; default: SQLite file in DATA_DIR.")
     ELASTICSEARCH_URL: str | None = Field(
         default=None, description="Elasticsearch to index into; default: the embedded engine."
     )
@@ -30,6 +26,10 @@ class Settings(BaseSettings):
     ELASTICSEARCH_PASSWORD: SecretStr | None = None
     ELASTICSEARCH_VERIFY_CERTS: bool = True
     ELASTICSEARCH_TIMEOUT: float = Field(default=60.0, gt=0)
+    ELASTICSEARCH_VENDOR_MEDIA_TYPES: bool = Field(
+        default=True,
+        description="Send Elasticsearch's versioned media types; false for an OpenSearch-compatible server.",
+    )
     SENSITIVE_TERMS: str = Field(
         default=str(SAMPLE_DATA_DIR / "mock_sensitive_terms.txt"),
         description="File path or http(s) URL of the sensitive-terms list, one term per line.",
@@ -42,7 +42,7 @@ class Settings(BaseSettings):
         default=0.0, ge=0, le=1, description="Allowed shortfall (fraction) of documents before promotion."
     )
     LOCK_TIMEOUT: float = Field(
-        default=0.0, ge=0, description="Seconds a lifecycle flow waits for its model's lock."
+        default=10.0, ge=1, description="Seconds a lifecycle flow waits for its model's lock, then fails."
     )
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8001

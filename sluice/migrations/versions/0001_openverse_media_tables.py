@@ -70,9 +70,7 @@ def upgrade() -> None:
         sa.Column("filetype", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
         sa.Column("category", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
-        sa.Column(
-            "tags", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=True
-        ),
+        sa.Column("tags", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=True),
         sa.Column(
             "tags_list",
             sa.JSON().with_variant(postgresql.ARRAY(String(length=255)), "postgresql"),
@@ -97,9 +95,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
             nullable=True,
         ),
-        sa.Column(
-            "audio_set_foreign_identifier", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True
-        ),
+        sa.Column("audio_set_foreign_identifier", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
         sa.Column(
             "audio_set",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
@@ -152,9 +148,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
             nullable=True,
         ),
-        sa.Column(
-            "tags", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=True
-        ),
+        sa.Column("tags", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=True),
         sa.Column("standardized_popularity", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("identifier"),

@@ -1,0 +1,46 @@
+"""The one FastAPI app: every API's router, and the handlers that turn domain errors into bodies."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.routers import task
+from sluice.errors import Conflict, EngineUnavailable, InvalidInput, NotFound
+
+app = FastAPI(
+    title="Sluice",
+    version="0.1.0",
+    description="Feeds search indexes. Every long-running request is a Prefect flow run.",
+)
+app.include_router(task.router)
+
+_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, EngineUnavailable: 503}
+
+
+def _message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "body"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    # The Openverse-style API answers 400 with a message for any malformed request.
+    return JSONResponse({"message": _message(exc)}, status_code=400)
+
+
+for _error, _status in _STATUS.items():
+
+    async def _domain_error(_request: Request, exc: Exception, _status: int = _status) -> JSONResponse:
+        return JSONResponse({"message": str(exc)}, status_code=_status)
+
+    app.add_exception_handler(_error, _domain_error)
+
+
+@app.get("/healthz", include_in_schema=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}

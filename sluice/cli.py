@@ -1,0 +1,311 @@
+"""The ``sluice`` command: run everything (``up``), load the sample data, and drive the API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(help="Sluice: feeds search indexes. Every pipeline runs as a Prefect flow.", no_args_is_help=True)
+console = Console(stderr=True)
+
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where every embedded store lives [SLUICE_DATA_DIR].")
+]
+ApiUrlOption = Annotated[str | None, typer.Option("--api-url", help="Sluice API base URL [SLUICE_API_URL].")]
+WaitOption = Annotated[bool, typer.Option("--wait", help="Follow the task with a progress bar until it ends.")]
+Model = Annotated[str, typer.Argument(help="image or audio")]
+
+
+def _settings(data_dir: Path | None = None, **overrides: object):
+    """Settings with command-line overrides exported, so child processes read the same values."""
+    from sluice.settings import get_settings
+
+    if data_dir is not None:
+        os.environ["SLUICE_DATA_DIR"] = str(data_dir)
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"SLUICE_{key}"] = str(value)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@app.command("load-sample")
+def load_sample_command(data_dir: DataDirOption = None) -> None:
+    """Load Openverse's public sample rows (images and audio) into the app database."""
+    from sluice import db
+    from sluice.sample import load_sample
+
+    settings = _settings(data_dir)
+    db.upgrade(settings.database_url)
+    added = load_sample(db.get_engine(settings.database_url))
+    for table, count in added.items():
+        typer.echo(f"{table}: {count} rows added")
+
+
+@app.command("migrate")
+def migrate_command(data_dir: DataDirOption = None) -> None:
+    """Bring the app database schema up to date (keeps every row)."""
+    from sluice import db
+
+    db.upgrade(_settings(data_dir).database_url)
+    typer.echo("app database is up to date")
+
+
+# --- sluice up --------------------------------------------------------------------------------
+
+
+def _wait_http(url: str, what: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f} s")
+
+
+def _wait_deployments(proc: subprocess.Popen, timeout: float = 120) -> None:
+    from prefect.client.orchestration import get_client
+
+    from deployments import deployment_name
+    from flows.index_lifecycle import FLOWS
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        for action in FLOWS:
+            while True:
+                try:
+                    client.read_deployment_by_name(deployment_name(action))
+                    break
+                except Exception:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"the runner exited with code {proc.returncode}") from None
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the runner did not register its deployments") from None
+                    time.sleep(0.3)
+
+
+def prefect_env(data_dir: Path, prefect_port: int) -> dict[str, str]:
+    """The environment of every process `sluice up` starts: one Prefect server on SQLite in DATA_DIR."""
+    home = data_dir / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(prefect_port),  # else the UI calls port 4200
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick runs up within a second, not ten
+    }
+
+
+@app.command("up")
+def up(
+    api_port: Annotated[int, typer.Option(help="Port of the Sluice API.")] = 8001,
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
+    host: Annotated[str, typer.Option(help="Interface the API listens on.")] = "127.0.0.1",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run everything: the Prefect server (SQLite in DATA_DIR), a runner serving every flow, the API."""
+    from sluice import db
+
+    settings = _settings(data_dir, API_PORT=api_port, API_HOST=host, PREFECT_PORT=prefect_port)
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    db.upgrade(settings.database_url)
+    env = {**os.environ, **prefect_env(settings.DATA_DIR, prefect_port), "SLUICE_DATA_DIR": str(settings.DATA_DIR)}
+    os.environ.update(env)
+    logs = settings.DATA_DIR / "logs"
+    logs.mkdir(exist_ok=True)
+    procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
+        log = (logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        procs.append((name, proc))
+        return proc
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server = start("prefect-server", "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                       "--port", str(prefect_port))  # fmt: skip
+        _wait_http(f"http://127.0.0.1:{prefect_port}/api/health", "the Prefect server", server)
+        runner = start("runner", "-m", "deployments")
+        _wait_deployments(runner)
+        api = start("api", "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(api_port))
+        _wait_http(f"http://127.0.0.1:{api_port}/healthz", "the API", api)
+        console.print(f"[bold green]Sluice is up[/]  API http://{host}:{api_port}  (docs /docs)   "
+                      f"Prefect UI http://127.0.0.1:{prefect_port}   logs {logs}")  # fmt: skip
+        while all(proc.poll() is None for _, proc in procs):
+            time.sleep(0.5)
+        dead = [f"{name} (exit {proc.returncode})" for name, proc in procs if proc.poll() is not None]
+        console.print(f"[red]stopped: {', '.join(dead)} exited; see {logs}[/]")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}; see {logs}[/]")
+        raise typer.Exit(1) from None
+    finally:
+        for _name, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _name, proc in reversed(procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+# --- driving the /task API ----------------------------------------------------------------------
+
+
+def _api(api_url: str | None) -> httpx.Client:
+    return httpx.Client(base_url=api_url or _settings().api_url, timeout=30)
+
+
+def _fail(response: httpx.Response) -> None:
+    try:
+        message = response.json().get("message", response.text)
+    except ValueError:
+        message = response.text
+    console.print(f"[red]{response.status_code}: {message}[/]")
+    raise typer.Exit(1)
+
+
+def follow(client: httpx.Client, task_id: str, label: str) -> dict:
+    """Poll a task to its end with a progress bar; returns its final status."""
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        row = bar.add_task(label, total=100)
+        while True:
+            response = client.get(f"/task/{task_id}")
+            if response.status_code != 200:
+                _fail(response)
+            status = response.json()
+            bar.update(row, completed=status["progress"], description=f"{label} [{status['state']}]")
+            if not status["active"]:
+                return status
+            time.sleep(0.5)
+
+
+def submit(api_url: str | None, wait: bool, body: dict) -> None:
+    """POST a task; print its id, or follow it to the end with ``--wait``."""
+    with _api(api_url) as client:
+        response = client.post("/task", json={k: v for k, v in body.items() if v is not None})
+        if response.status_code != 202:
+            _fail(response)
+        task_id = response.json()["task_id"]
+        if not wait:
+            typer.echo(task_id)
+            return
+        status = follow(client, task_id, f"{body['action']} {body['model']}")
+        if status["error"]:
+            console.print(f"[red]task {task_id} failed: {status.get('error_message')}[/]")
+            raise typer.Exit(1)
+        console.print(f"[green]task {task_id} done[/]")
+
+
+@app.command()
+def reindex(
+    model: Model, suffix: Annotated[str | None, typer.Option(help="Index suffix.")] = None,
+    wait: WaitOption = False, api_url: ApiUrlOption = None,
+) -> None:  # fmt: skip
+    """Build a new index {model}-{suffix} from the app database."""
+    submit(api_url, wait, {"model": model, "action": "REINDEX", "index_suffix": suffix})
+
+
+@app.command("update-index")
+def update_index(
+    model: Model, since: Annotated[str, typer.Option(help="ISO date: re-index rows updated since.")],
+    suffix: Annotated[str | None, typer.Option(help="Index suffix (default: the live alias).")] = None,
+    wait: WaitOption = False, api_url: ApiUrlOption = None,
+) -> None:  # fmt: skip
+    """Re-index the rows updated since a date."""
+    submit(api_url, wait, {"model": model, "action": "UPDATE_INDEX", "since_date": since, "index_suffix": suffix})
+
+
+@app.command("filter")
+def create_filtered_index(
+    model: Model,
+    origin: Annotated[str | None, typer.Option(help="Origin suffix (default: the live alias).")] = None,
+    dest: Annotated[str | None, typer.Option(help="Destination suffix.")] = None,
+    wait: WaitOption = False, api_url: ApiUrlOption = None,
+) -> None:  # fmt: skip
+    """Build {model}-{dest}-filtered without documents that hold a sensitive term."""
+    body = {"model": model, "action": "CREATE_AND_POPULATE_FILTERED_INDEX",
+            "origin_index_suffix": origin, "destination_index_suffix": dest}  # fmt: skip
+    submit(api_url, wait, body)
+
+
+@app.command("point-alias")
+def point_alias(
+    model: Model, suffix: Annotated[str, typer.Argument(help="Suffix of the index to point at.")],
+    alias: Annotated[str | None, typer.Option(help="Alias (default: the model).")] = None,
+    wait: WaitOption = False, api_url: ApiUrlOption = None,
+) -> None:  # fmt: skip
+    """Point an alias at {model}-{suffix} atomically."""
+    submit(api_url, wait, {"model": model, "action": "POINT_ALIAS", "index_suffix": suffix, "alias": alias or model})
+
+
+@app.command("delete-index")
+def delete_index(
+    model: Model, suffix: Annotated[str, typer.Argument(help="Suffix of the index to delete.")],
+    wait: WaitOption = False, api_url: ApiUrlOption = None,
+) -> None:  # fmt: skip
+    """Delete {model}-{suffix} (refused while it serves an alias)."""
+    submit(api_url, wait, {"model": model, "action": "DELETE_INDEX", "index_suffix": suffix})
+
+
+@app.command()
+def promote(
+    model: Model, suffix: Annotated[str | None, typer.Option(help="Index suffix.")] = None,
+    wait: WaitOption = False, api_url: ApiUrlOption = None,
+) -> None:  # fmt: skip
+    """Reindex, filter, move both aliases at once and delete the old indexes."""
+    submit(api_url, wait, {"model": model, "action": "PROMOTE", "index_suffix": suffix})
+
+
+@app.command()
+def status(task_id: str, wait: WaitOption = False, api_url: ApiUrlOption = None) -> None:
+    """Show a task (or follow it with --wait)."""
+    with _api(api_url) as client:
+        if wait:
+            follow(client, task_id, task_id)
+        response = client.get(f"/task/{task_id}")
+        if response.status_code != 200:
+            _fail(response)
+        typer.echo(response.text)
+
+
+@app.command()
+def cancel(task_id: str, api_url: ApiUrlOption = None) -> None:
+    """Cancel a running task."""
+    with _api(api_url) as client:
+        response = client.delete(f"/task/{task_id}")
+        if response.status_code != 202:
+            _fail(response)
+        typer.echo(f"cancelling {task_id}")
+
+
+if __name__ == "__main__":
+    app()

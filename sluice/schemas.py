@@ -1,0 +1,107 @@
+"""Request and response bodies of the HTTP APIs (tables live in ``models.py``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from tasks.indices import SUFFIX_PATTERN
+
+Suffix = Field(default=None, pattern=SUFFIX_PATTERN.pattern, description="Lowercase letters, digits, - and _.")
+
+
+class Action(StrEnum):
+    REINDEX = "REINDEX"
+    UPDATE_INDEX = "UPDATE_INDEX"
+    CREATE_AND_POPULATE_FILTERED_INDEX = "CREATE_AND_POPULATE_FILTERED_INDEX"
+    POINT_ALIAS = "POINT_ALIAS"
+    DELETE_INDEX = "DELETE_INDEX"
+    PROMOTE = "PROMOTE"
+
+
+class TaskCreate(BaseModel):
+    """POST /task: the Openverse ingestion-server body, plus PROMOTE."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["image", "audio"]
+    action: Action
+    index_suffix: str | None = Suffix
+    alias: str | None = Field(default=None, pattern=SUFFIX_PATTERN.pattern)
+    force_delete: bool = False
+    origin_index_suffix: str | None = Suffix
+    destination_index_suffix: str | None = Suffix
+    since_date: datetime | None = None
+    callback_url: AnyHttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _required_per_action(self) -> TaskCreate:
+        needs = {
+            Action.POINT_ALIAS: ("index_suffix", "alias"),
+            Action.DELETE_INDEX: ("index_suffix",),
+            Action.UPDATE_INDEX: ("since_date",),
+        }.get(self.action, ())
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{self.action.value} needs {' and '.join(missing)}")
+        return self
+
+    def flow_parameters(self) -> dict[str, Any]:
+        """The parameters the action's flow takes, from this body."""
+        common = {"model": self.model, "callback_url": str(self.callback_url) if self.callback_url else None}
+        by_action: dict[Action, dict[str, Any]] = {
+            Action.REINDEX: {"index_suffix": self.index_suffix},
+            Action.PROMOTE: {"index_suffix": self.index_suffix},
+            Action.UPDATE_INDEX: {"index_suffix": self.index_suffix, "since_date": self.since_date},
+            Action.CREATE_AND_POPULATE_FILTERED_INDEX: {
+                "origin_index_suffix": self.origin_index_suffix,
+                "destination_index_suffix": self.destination_index_suffix,
+            },
+            Action.POINT_ALIAS: {"index_suffix": self.index_suffix, "alias": self.alias},
+            Action.DELETE_INDEX: {"index_suffix": self.index_suffix, "force_delete": self.force_delete},
+        }
+        return common | by_action[self.action]
+
+
+class TaskCreated(BaseModel):
+    message: str
+    task_id: str
+    status_check: str
+
+
+class TaskStatus(BaseModel):
+    """A task as the Openverse ingestion server reports it, read from its Prefect flow run."""
+
+    task_id: str
+    active: bool
+    model: str | None
+    action: str | None
+    progress: float
+    state: str
+    start_timestamp: float | None
+    start_time: datetime | None
+    finish_timestamp: float | None
+    finish_time: datetime | None
+    error: bool
+    error_message: str | None = None
+    is_bad_request: bool
+    parameters: dict[str, Any] = {}
+
+
+class TaskPage(BaseModel):
+    count: int
+    page: int
+    page_size: int
+    results: list[TaskStatus]
+
+
+class IndexStat(BaseModel):
+    """GET /stat/{name}: whether the name exists, as an index or an alias, and its size."""
+
+    exists: bool
+    is_alias: bool | None = None
+    alt_names: list[str] | None = None
+    count: int | None = None

@@ -1,0 +1,174 @@
+"""The acceptance story against a real `sluice up` (Prefect server, runner, API; embedded engine)
+with the sample data loaded, driven over HTTP and through the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blocks.search_engine import EmbeddedEngine
+from sluice.search import AliasAction
+from tests.conftest import free_port
+from tests.flows.test_index_lifecycle import _is_sensitive
+
+SLUICE = [sys.executable, "-m", "sluice.cli"]
+
+
+@pytest.fixture(scope="module")
+def sluice_up(tmp_path_factory):
+    """`sluice up` on free ports and a fresh data dir, with the sample rows loaded."""
+    data_dir = tmp_path_factory.mktemp("sluice-up")
+    api_port, prefect_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLUICE_"))}
+    env |= {"SLUICE_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    subprocess.run([*SLUICE, "load-sample"], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [*SLUICE, "up", "--api-port", str(api_port), "--prefect-port", str(prefect_port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    api = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{api}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    if proc.poll() is not None or time.monotonic() >= deadline:
+        proc.kill()
+        logs = "\n".join(p.read_text()[-3000:] for p in (data_dir / "logs").glob("*.log"))
+        pytest.fail(f"sluice up did not start:\n{proc.stdout.read() if proc.stdout else ''}\n{logs}")
+    yield {"api": api, "prefect": f"http://127.0.0.1:{prefect_port}", "data_dir": data_dir, "env": env, "proc": proc}
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("sluice up did not stop on SIGTERM")
+
+
+@pytest.fixture
+def api(sluice_up):
+    with httpx.Client(base_url=sluice_up["api"], timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def engine(sluice_up):
+    engine = EmbeddedEngine(path=str(sluice_up["data_dir"] / "search.sqlite3"))
+    yield engine
+    engine.close()
+
+
+def run_task(api: httpx.Client, body: dict, timeout: float = 180) -> dict:
+    response = api.post("/task", json=body)
+    assert response.status_code == 202, response.text
+    task_id = response.json()["task_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = api.get(f"/task/{task_id}").json()
+        if not status["active"]:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"task {task_id} still active after {timeout} s: {status}")
+
+
+def test_reindex_filter_point_alias_story(sluice_up, api, engine):
+    done = {"active": False, "progress": 100.0, "error": False}
+
+    reindexed = run_task(api, {"model": "image", "action": "REINDEX", "index_suffix": "s1"})
+    filtered = run_task(api, {"model": "image", "action": "CREATE_AND_POPULATE_FILTERED_INDEX",
+                              "origin_index_suffix": "s1"})  # fmt: skip
+    pointed = run_task(api, {"model": "image", "action": "POINT_ALIAS", "index_suffix": "s1", "alias": "image"})
+    pointed_filtered = run_task(api, {"model": "image", "action": "POINT_ALIAS",
+                                      "index_suffix": "s1-filtered", "alias": "image-filtered"})  # fmt: skip
+
+    for status in (reindexed, filtered, pointed, pointed_filtered):
+        assert {k: status[k] for k in done} == done, status
+        assert status["start_timestamp"] <= status["finish_timestamp"]
+    stat = api.get("/stat/image-s1").json()
+    assert stat == {"exists": True, "is_alias": False, "alt_names": ["image"], "count": 2374}
+    docs = [hit.source for batch in engine.scan("image-s1") for hit in batch]
+    expected_filtered = sum(not _is_sensitive(doc) for doc in docs)
+    assert api.get("/stat/image-s1-filtered").json()["count"] == expected_filtered < 2374
+    assert api.get("/stat/image-filtered").json()["alt_names"] == ["image-s1-filtered"]
+
+    refused = api.post("/task", json={"model": "image", "action": "DELETE_INDEX", "index_suffix": "s1"})
+    assert refused.status_code == 400
+    assert api.get("/stat/image-s1").json()["count"] == 2374
+
+
+def test_promote_in_one_call_replaces_the_live_indexes(sluice_up, api):
+    first = run_task(api, {"model": "audio", "action": "PROMOTE", "index_suffix": "p1"})
+    second = run_task(api, {"model": "audio", "action": "PROMOTE", "index_suffix": "p2"})
+
+    assert first["error"] is False and second["error"] is False, (first, second)
+    assert api.get("/stat/audio").json() == {"exists": True, "is_alias": True, "alt_names": ["audio-p2"], "count": 100}
+    assert api.get("/stat/audio-filtered").json()["alt_names"] == ["audio-p2-filtered"]
+    assert api.get("/stat/audio-p1").json()["exists"] is False
+    listed = api.get("/task", params={"model": "audio"}).json()
+    assert [t["task_id"] for t in listed["results"][:2]] == [second["task_id"], first["task_id"]]
+
+
+def test_flow_rechecks_at_run_time_and_reports_a_bad_request(sluice_up, api, engine):
+    engine.create_index("audio-doomed", {"properties": {}})
+    response = api.post("/task", json={"model": "audio", "action": "DELETE_INDEX", "index_suffix": "doomed"})
+    assert response.status_code == 202
+    # Before the runner picks the run up (seconds), the index starts serving an alias.
+    engine.update_aliases([AliasAction("add", "audio-doomed", "audio-keep")])
+    task_id = response.json()["task_id"]
+
+    deadline = time.monotonic() + 120
+    while (status := api.get(f"/task/{task_id}").json())["active"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    assert status["error"] is True and status["is_bad_request"] is True, status
+    assert "serves alias audio-keep" in status["error_message"]
+    assert engine.index_exists("audio-doomed")
+
+
+def test_cli_runs_a_task_with_a_progress_bar(sluice_up):
+    env = sluice_up["env"] | {"SLUICE_API_URL": sluice_up["api"], "COLUMNS": "100"}
+
+    result = subprocess.run([*SLUICE, "reindex", "audio", "--suffix", "cli", "--wait"], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "100%" in result.stderr and "done" in result.stderr
+    refused = subprocess.run([*SLUICE, "reindex", "audio", "--suffix", "cli"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "already exists" in refused.stderr
+
+
+def test_prefect_ui_is_served(sluice_up):
+    assert httpx.get(sluice_up["prefect"], timeout=10).status_code == 200
+    assert httpx.get(f"{sluice_up['prefect']}/api/health", timeout=10).json() is True
+
+
+def test_sigterm_stops_everything(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLUICE_"))}
+    env |= {"SLUICE_DATA_DIR": str(tmp_path), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    api_port, prefect_port = free_port(), free_port()
+    proc = subprocess.Popen([*SLUICE, "up", "--api-port", str(api_port), "--prefect-port", str(prefect_port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+
+    for port in (api_port, prefect_port):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+    assert Path(tmp_path / "logs" / "api.log").exists()
