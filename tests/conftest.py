@@ -128,7 +128,7 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _fresh_postgres_database(server_url: str) -> str:
+def fresh_postgres_database(server_url: str) -> str:
     import psycopg
 
     name = f"sluice_{os.getpid()}_{free_port()}"
@@ -143,7 +143,7 @@ def database_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
     else:
-        url = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+        url = fresh_postgres_database(request.getfixturevalue("postgres_server"))
     db.upgrade(url)
     return url
 

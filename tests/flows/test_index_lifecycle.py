@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.concurrency.sync import concurrency
 from sqlalchemy import insert, select, update
 
+from blocks.search_engine import EmbeddedEngine
 from flows import index_lifecycle as lifecycle
 from flows.index_lifecycle import (
     create_filtered_index,
@@ -29,6 +30,7 @@ from flows.index_lifecycle import (
 from sluice import db
 from sluice.models import DeletedImage, Image, MatureImage
 from sluice.search import AliasAction
+from sluice.settings import get_settings
 from tests.conftest import osmem_engine
 from tests.utils.proxy import FlakyProxy
 
@@ -298,3 +300,20 @@ def test_lock_is_released_after_a_failure(sample_db, flow_engine):
     assert delete_index(model="image", index_suffix=uuid.uuid4().hex, return_state=True).is_failed()
 
     assert reindex(model="image", index_suffix="after", return_state=True).is_completed()
+
+
+def test_reindex_reads_from_postgresql(postgres_server, sluice_env):
+    from sluice.sample import load_sample
+    from tests.conftest import fresh_postgres_database
+
+    url = fresh_postgres_database(postgres_server)
+    sluice_env(DATABASE_URL=url)
+    db.upgrade(url)
+    load_sample(db.get_engine(url))
+    engine = EmbeddedEngine(path=str(get_settings().search_path))
+
+    promote(model="image", index_suffix="pg")
+
+    assert engine.count("image") == 2374
+    assert engine.get_aliases()["image-filtered"] == ["image-pg-filtered"]
+    engine.close()

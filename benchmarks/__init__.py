@@ -1,0 +1,1 @@
+"""Benchmarks of Sluice's pipelines (``make bench``); see benchmarks/README.md."""
