@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.routers import task
-from sluice.errors import Conflict, EngineUnavailable, InvalidInput, NotFound
+from sluice.errors import ConfigurationError, Conflict, EngineUnavailable, InvalidInput, NotFound
 
 app = FastAPI(
     title="Sluice",
@@ -16,7 +17,7 @@ app = FastAPI(
 )
 app.include_router(task.router)
 
-_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, EngineUnavailable: 503}
+_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, EngineUnavailable: 503, ConfigurationError: 503}
 
 
 def _message(exc: RequestValidationError) -> str:
@@ -39,6 +40,12 @@ for _error, _status in _STATUS.items():
         return JSONResponse({"message": str(exc)}, status_code=_status)
 
     app.add_exception_handler(_error, _domain_error)
+
+
+@app.exception_handler(httpx.TransportError)
+async def _prefect_unreachable(_request: Request, exc: httpx.TransportError) -> JSONResponse:
+    # Every httpx call the API makes goes to the Prefect API; the search engines raise their own errors.
+    return JSONResponse({"message": f"the Prefect API cannot be reached: {exc}"}, status_code=503)
 
 
 @app.get("/healthz", include_in_schema=False)

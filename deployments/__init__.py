@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import serve
 
+from blocks.search_engine import register_engine_blocks
 from flows.index_lifecycle import FLOWS
 
 DEPLOYMENT = "sluice"
@@ -23,5 +24,6 @@ def lifecycle_deployments() -> list:
 
 
 def serve_all(limit: int = 8) -> None:
-    """Register every deployment and run their flow runs until stopped (blocks)."""
+    """Register the block types and every deployment, then run flow runs until stopped (blocks)."""
+    register_engine_blocks()
     serve(*lifecycle_deployments(), limit=limit)

@@ -234,7 +234,7 @@ _hooks = {
 }
 
 
-@flow(name="reindex", **_hooks)
+@flow(name="reindex", flow_run_name="reindex-{model}", **_hooks)
 def reindex(model: Model, index_suffix: str | None = None, callback_url: str | None = None) -> str:
     """REINDEX: build ``{model}-{suffix}`` from the app database."""
     engine = engine_from_settings(get_settings())
@@ -246,7 +246,7 @@ def reindex(model: Model, index_suffix: str | None = None, callback_url: str | N
     return name
 
 
-@flow(name="update-index", **_hooks)
+@flow(name="update-index", flow_run_name="update-index-{model}", **_hooks)
 def update_index(
     model: Model, since_date: datetime, index_suffix: str | None = None, callback_url: str | None = None
 ) -> str:
@@ -261,7 +261,7 @@ def update_index(
     return target
 
 
-@flow(name="create-filtered-index", **_hooks)
+@flow(name="create-filtered-index", flow_run_name="create-filtered-index-{model}", **_hooks)
 def create_filtered_index(
     model: Model,
     origin_index_suffix: str | None = None,
@@ -281,7 +281,7 @@ def create_filtered_index(
     return dest
 
 
-@flow(name="point-alias", **_hooks)
+@flow(name="point-alias", flow_run_name="point-alias-{model}", **_hooks)
 def point_alias(model: Model, index_suffix: str, alias: str | None = None, callback_url: str | None = None) -> str:
     """POINT_ALIAS: move ``alias`` (default: the model) to ``{model}-{suffix}`` atomically."""
     engine = engine_from_settings(get_settings())
@@ -293,7 +293,7 @@ def point_alias(model: Model, index_suffix: str, alias: str | None = None, callb
     return index
 
 
-@flow(name="delete-index", **_hooks)
+@flow(name="delete-index", flow_run_name="delete-index-{model}", **_hooks)
 def delete_index(model: Model, index_suffix: str, force_delete: bool = False, callback_url: str | None = None) -> str:
     """DELETE_INDEX: delete ``{model}-{suffix}``, never while it serves an alias."""
     engine = engine_from_settings(get_settings())
@@ -308,7 +308,7 @@ def delete_index(model: Model, index_suffix: str, force_delete: bool = False, ca
     return index
 
 
-@flow(name="promote", **_hooks)
+@flow(name="promote", flow_run_name="promote-{model}", **_hooks)
 def promote(model: Model, index_suffix: str | None = None, callback_url: str | None = None) -> dict[str, str]:
     """Reindex, check readiness, filter, move both aliases in one update, delete the old indexes."""
     engine = engine_from_settings(get_settings())

@@ -18,6 +18,10 @@ class Settings(BaseSettings):
 
     DATA_DIR: Path = Field(default=Path(".sluice"), description="Holds every embedded store.")
     DATABASE_URL: str | None = Field(default=None, description="App database; default: SQLite file in DATA_DIR.")
+    SEARCH_ENGINE_BLOCK: str | None = Field(
+        default=None,
+        description="A saved engine block, 'block-type-slug/name' (edit it in the Prefect UI); wins over the rest.",
+    )
     ELASTICSEARCH_URL: str | None = Field(
         default=None, description="Elasticsearch to index into; default: the embedded engine."
     )

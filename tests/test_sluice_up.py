@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -172,3 +173,35 @@ def test_sigterm_stops_everything(tmp_path):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
     assert Path(tmp_path / "logs" / "api.log").exists()
+
+
+def test_cancel_mid_reindex_removes_the_half_built_index(sluice_up, api, engine):
+    # Runs last in this module: it adds 60k audio rows so the load lasts long enough to cancel.
+    from sqlalchemy import insert
+
+    from sluice import db
+    from sluice.models import Audio
+    from sluice.sample import SAMPLES, read_rows
+
+    table, filename, header = SAMPLES[2]
+    template = next(read_rows(table, Path(__file__).parents[1] / "sluice/sample_data" / filename, header))
+    rows = [template | {"id": 1000 + i, "identifier": uuid.uuid4(), "url": f"https://example.org/{i}.mp3"}
+            for i in range(60_000)]  # fmt: skip
+    url_engine = db.make_engine(f"sqlite:///{sluice_up['data_dir'] / 'app.sqlite3'}")
+    with url_engine.begin() as conn:
+        conn.execute(insert(Audio), rows)
+    task_id = api.post("/task", json={"model": "audio", "action": "REINDEX", "index_suffix": "cancel"}).json()[
+        "task_id"
+    ]
+    deadline = time.monotonic() + 120
+    while (status := api.get(f"/task/{task_id}").json())["progress"] == 0 and time.monotonic() < deadline:
+        assert status["active"], status
+        time.sleep(0.2)
+
+    assert api.delete(f"/task/{task_id}").status_code == 202
+
+    while (status := api.get(f"/task/{task_id}").json())["active"] and time.monotonic() < deadline + 60:
+        time.sleep(0.5)
+    assert status["state"] == "Cancelled" and status["error"] is True
+    assert 0 < status["progress"] < 100
+    assert not engine.index_exists("audio-cancel")

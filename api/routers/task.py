@@ -10,7 +10,7 @@ import asyncio
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -37,6 +37,7 @@ router = APIRouter(tags=["index lifecycle"])
 
 ACTIVE_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
 ERROR_STATES = {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+INDEX_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,254}$"  # no wildcards or lists: one name, one answer
 BAD_REQUEST_ERRORS = ("InvalidInput", "Conflict")  # exception names that mean the request was at fault
 
 
@@ -189,7 +190,7 @@ async def cancel_task(*, task_id: str, client: PrefectDep) -> TaskStatus:
 
 
 @router.get("/stat/{name}", response_model=IndexStat)
-def read_stat(*, name: str, engine: SearchEngineDep) -> IndexStat:
+def read_stat(*, name: Annotated[str, Path(pattern=INDEX_NAME_PATTERN)], engine: SearchEngineDep) -> IndexStat:
     """Whether ``name`` exists, as an index or an alias, what it is tied to, and its size."""
     aliases = engine.get_aliases()
     if name in aliases:

@@ -3,6 +3,7 @@ serves them here, so created tasks stay scheduled: the end-to-end story is in te
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import pytest
@@ -196,3 +197,50 @@ def test_stat_reports_indexes_aliases_and_missing_names(client, engine):
         "alt_names": None,
         "count": None,
     }
+
+
+def test_stat_refuses_wildcards_and_lists(client):
+    for name in ("image*", "a,b", "Image", "_all"):
+        response = client.get(f"/stat/{name}")
+        assert response.status_code == 400, name
+        assert "name" in response.json()["message"]
+
+
+def _random_value(rng: random.Random, depth: int = 0):
+    kinds = ["str", "int", "float", "bool", "none", "list", "dict", "uuid", "suffix", "date"]
+    kind = rng.choice(kinds if depth < 2 else kinds[:5])
+    return {
+        "str": lambda: "".join(rng.choice("aZ-_ *,/\\\"'é\u0000") for _ in range(rng.randint(0, 12))),
+        "int": lambda: rng.choice([0, -1, 2**63, 7]),
+        "float": lambda: rng.choice([1.5, float("1e308")]),
+        "bool": lambda: rng.choice([True, False]),
+        "none": lambda: None,
+        "list": lambda: [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))],
+        "dict": lambda: {rng.choice(FIELDS): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))},
+        "uuid": lambda: str(uuid.uuid4()),
+        "suffix": lambda: rng.choice(["a", "live", "x-1", "-bad", "UP"]),
+        "date": lambda: rng.choice(["2026-01-01", "2026-13-40", "yesterday"]),
+    }[kind]()
+
+
+FIELDS = ["model", "action", "index_suffix", "alias", "force_delete", "origin_index_suffix",
+          "destination_index_suffix", "since_date", "callback_url", "extra"]  # fmt: skip
+ACTIONS = ["REINDEX", "UPDATE_INDEX", "CREATE_AND_POPULATE_FILTERED_INDEX", "POINT_ALIAS", "DELETE_INDEX", "PROMOTE"]
+
+
+def test_random_bodies_never_cause_a_server_error(client, engine):
+    engine.create_index("image-live", {"properties": {}})
+    engine.update_aliases([AliasAction("add", "image-live", "image")])
+    rng = random.Random(20261122)
+    seen: set[int] = set()
+    for _ in range(300):
+        body = {field: _random_value(rng) for field in rng.sample(FIELDS, rng.randint(0, len(FIELDS)))}
+        if rng.random() < 0.7:  # mostly well-formed heads, so the deeper checks get exercised too
+            body |= {"model": rng.choice(["image", "audio"]), "action": rng.choice(ACTIONS)}
+        response = client.post("/task", json=body)
+        seen.add(response.status_code)
+        assert response.status_code < 500, (body, response.text)
+        assert "message" in response.json()
+        _cancel_all(client)
+    assert {400, 202} <= seen
+    assert engine.get_aliases() == {"image": ["image-live"]}
