@@ -13,6 +13,7 @@ from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError, help
 from prefect.blocks.core import Block
 from pydantic import Field, PrivateAttr, SecretStr
 
+from blocks.live import LiveState
 from sluice.errors import (
     ConfigurationError,
     Conflict,
@@ -160,21 +161,12 @@ def translate_api_error(error: ApiError) -> SluiceError:
     return InvalidInput(message)
 
 
-class _Live:
+class _Live(LiveState):
     """The live client; never pickled or deep-copied with the block (a copy connects anew)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.client: Elasticsearch | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Live:
-        return _Live()
 
 
 # --- the block ---------------------------------------------------------------------------------

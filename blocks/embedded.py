@@ -27,6 +27,7 @@ import orjson
 from prefect.blocks.core import Block
 from pydantic import Field, PrivateAttr
 
+from blocks.live import LiveState
 from sluice.errors import ConfigurationError, Conflict, EngineUnavailable, InvalidInput, NotFound
 from sluice.search import (
     AliasAction,
@@ -704,7 +705,7 @@ class _QueryBuilder:
 # --- live connections ----------------------------------------------------------------------------
 
 
-class _Live:
+class _Live(LiveState):
     """Connections, one per thread; never pickled or deep-copied with the block."""
 
     def __init__(self) -> None:
@@ -713,15 +714,6 @@ class _Live:
         self.connections: list[sqlite3.Connection] = []
         self.layouts: dict[str, _Layout] = {}
         self.pid = os.getpid()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Live:
-        return _Live()
 
 
 # --- the block -----------------------------------------------------------------------------------

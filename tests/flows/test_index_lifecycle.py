@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import http.server
+import json
 import re
 import threading
 import uuid
@@ -317,3 +318,30 @@ def test_reindex_reads_from_postgresql(postgres_server, sluice_env):
     assert engine.count("image") == 2374
     assert engine.get_aliases()["image-filtered"] == ["image-pg-filtered"]
     engine.close()
+
+
+def test_callback_url_receives_the_outcome(sample_db, flow_engine):
+    received: list[dict] = []
+
+    class Callback(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Callback)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/done"
+    try:
+        ok = reindex(model="audio", index_suffix="cb", callback_url=url, return_state=True)
+        failed = delete_index(model="audio", index_suffix="missing", callback_url=url, return_state=True)
+    finally:
+        server.shutdown()
+
+    assert [r["state"] for r in received] == ["COMPLETED", "FAILED"]
+    assert received[0]["task_id"] == str(ok.state_details.flow_run_id)
+    assert received[1]["task_id"] == str(failed.state_details.flow_run_id)
+    assert "does not exist" in received[1]["message"]
