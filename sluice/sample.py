@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, text
 
 from sluice.models import Audio, Image, MediaBase
 from sluice.settings import SAMPLE_DATA_DIR
@@ -94,6 +94,9 @@ def load_sample(engine: Engine, data_dir: Path = SAMPLE_DATA_DIR) -> dict[str, i
                 rows.append(row)
             if rows:
                 conn.execute(insert(table), rows)
+                if conn.dialect.name == "postgresql":  # explicit ids leave the id sequence behind
+                    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.__tablename__}', 'id'), "
+                                      f"(SELECT max(id) FROM {table.__tablename__}))"))  # fmt: skip
             name = table.__tablename__
             added[name] = added.get(name, 0) + len(rows)
     return added

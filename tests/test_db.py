@@ -80,3 +80,23 @@ def test_documents_carry_the_openverse_fields(database_url, model):
         assert doc["size"] in {"small", "medium", "large", None}
     else:
         assert doc["length"] in {"shortest", "short", "medium", "long"} and doc["genres"] == ["rock"]
+
+
+def test_rows_added_after_the_sample_get_fresh_ids(database_url):
+    engine = db.make_engine(database_url)
+    load_sample(engine)
+    now = datetime.now(UTC)
+
+    with engine.begin() as conn:
+        new_id = conn.execute(
+            insert(Audio).returning(Audio.id),
+            {
+                "identifier": uuid.uuid4(),
+                "created_on": now,
+                "updated_on": now,
+                "license": "by",
+                "url": "https://x.org/a",
+            },
+        ).scalar_one()
+
+    assert new_id == 101
