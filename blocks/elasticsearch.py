@@ -185,6 +185,12 @@ class ElasticsearchEngine(Block, SearchEngine):
     password: SecretStr | None = Field(default=None, description="Password for basic authentication.")
     verify_certs: bool = Field(default=True, description="Verify the server's TLS certificate.")
     request_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for one request.")
+    copy_requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        description="Throttle for index copies such as the filtered index (documents/s); unset: as fast as "
+        "the cluster goes. Keeps a big copy from pinning the cluster's CPU while it serves searches.",
+    )
     vendor_media_types: bool = Field(
         default=True,
         description=(
@@ -423,6 +429,7 @@ class ElasticsearchEngine(Block, SearchEngine):
                     dest={"index": dest},
                     wait_for_completion=True,
                     refresh=True,
+                    **({"requests_per_second": self.copy_requests_per_second} if self.copy_requests_per_second else {}),
                 )
                 .body
             )

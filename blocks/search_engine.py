@@ -44,6 +44,7 @@ def engine_from_settings(settings: Settings) -> SearchEngine:
             password=settings.ELASTICSEARCH_PASSWORD,
             verify_certs=settings.ELASTICSEARCH_VERIFY_CERTS,
             request_timeout=settings.ELASTICSEARCH_TIMEOUT,
+            copy_requests_per_second=settings.ELASTICSEARCH_COPY_REQUESTS_PER_SECOND,
             vendor_media_types=settings.ELASTICSEARCH_VENDOR_MEDIA_TYPES,
         )
     return EmbeddedEngine(path=str(settings.search_path))

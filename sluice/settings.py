@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     ELASTICSEARCH_PASSWORD: SecretStr | None = None
     ELASTICSEARCH_VERIFY_CERTS: bool = True
     ELASTICSEARCH_TIMEOUT: float = Field(default=60.0, gt=0)
+    ELASTICSEARCH_COPY_REQUESTS_PER_SECOND: float | None = Field(
+        default=None, gt=0, description="Throttle (documents/s) of index copies such as the filtered index."
+    )
     ELASTICSEARCH_VENDOR_MEDIA_TYPES: bool = Field(
         default=True,
         description="Send Elasticsearch's versioned media types; false for an OpenSearch-compatible server.",

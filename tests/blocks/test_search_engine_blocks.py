@@ -411,3 +411,15 @@ def test_embedded_path_parent_is_created(tmp_path):
     assert engine.ping()
     assert Path(engine.path).exists()
     engine.close()
+
+
+def test_throttled_copy_still_copies_everything(osmem_url):
+    engine = ElasticsearchEngine(url=osmem_url, vendor_media_types=False, copy_requests_per_second=500)
+    engine.create_index("sluice-test-src", {"properties": {"n": {"type": "long"}}})
+    engine.create_index("sluice-test-dst", {"properties": {"n": {"type": "long"}}})
+    engine.bulk("sluice-test-src", [BulkAction("index", str(i), {"n": i}) for i in range(50)])
+    engine.refresh("sluice-test-src")
+
+    assert engine.copy_index("sluice-test-src", "sluice-test-dst") == 50
+    assert engine.count("sluice-test-dst") == 50
+    engine.close()
