@@ -27,7 +27,7 @@ from prefect.runtime import flow_run
 
 from blocks.search_engine import engine_from_settings
 from sluice.db import get_engine
-from sluice.errors import Conflict, EngineUnavailable
+from sluice.errors import Conflict, EngineUnavailable, IndexNotReady
 from sluice.search import AliasAction, Phrase, SearchEngine
 from sluice.settings import get_settings
 from tasks import indices
@@ -152,26 +152,19 @@ def building(engine: SearchEngine) -> Iterator[list[str]]:
 # --- steps ------------------------------------------------------------------------------------
 
 
-def build_index(
-    engine: SearchEngine,
-    model: str,
-    name: str,
-    created: list[str],
-    progress: Progress,
-    since: datetime | None = None,
-) -> int:
+def build_index(engine: SearchEngine, model: str, name: str, created: list[str], progress: Progress) -> int:
     """Create ``name`` and load every eligible row into it; returns the number of documents."""
     indices.check_new_index(engine, name)
     engine.create_index(name, index_mappings(model), index_settings())
     created.append(name)
-    loaded = load_rows(engine, model, name, progress, since)
+    loaded = load_rows(engine, model, name, progress)
     engine.put_settings(name, LIVE_SETTINGS)
     engine.refresh(name)
     get_run_logger().info("loaded %d %s documents into %s", loaded, model, name)
     return loaded
 
 
-def load_rows(engine: SearchEngine, model: str, index: str, progress: Progress, since: datetime | None) -> int:
+def load_rows(engine: SearchEngine, model: str, index: str, progress: Progress, since: datetime | None = None) -> int:
     """Stream eligible rows into ``index`` batch by batch; a batch that still fails after its
     retries fails the run."""
     settings = get_settings()
@@ -191,16 +184,15 @@ def check_ready(engine: SearchEngine, model: str, name: str, loaded: int) -> Non
     actual = engine.count(name)
     tolerance = get_settings().READINESS_TOLERANCE
     if actual < expected * (1 - tolerance):
-        raise EngineUnavailable(
+        raise IndexNotReady(
             f"{name} holds {actual} documents, expected {expected} (tolerance {tolerance:.1%}); not promoting"
         )
 
 
-def build_filtered(engine: SearchEngine, source: str, dest: str, created: list[str]) -> int:
+def build_filtered(engine: SearchEngine, model: str, source: str, dest: str, created: list[str]) -> int:
     """Copy ``source`` into ``dest`` leaving out documents that contain a sensitive term."""
     terms = load_sensitive_terms(get_settings().SENSITIVE_TERMS)
     indices.check_new_index(engine, dest)
-    model = source.split("-", 1)[0]
     engine.create_index(dest, index_mappings(model), index_settings())
     created.append(dest)
     copied = engine.copy_index(source, dest, exclude=[Phrase(SENSITIVE_FIELDS, tuple(terms))])
@@ -276,7 +268,7 @@ def create_filtered_index(
         source = indices.check_source(engine, origin)
         suffix = destination_index_suffix or origin_index_suffix or run_suffix()
         dest = indices.filtered_name(model, suffix)
-        build_filtered(engine, source, dest, created)
+        build_filtered(engine, model, source, dest, created)
     progress(100)
     return dest
 
@@ -320,7 +312,7 @@ def promote(model: Model, index_suffix: str | None = None, callback_url: str | N
         with building(engine) as created:
             loaded = build_index(engine, model, name, created, scaled(progress, 0, 80))
             check_ready(engine, model, name, loaded)
-            build_filtered(engine, name, filtered, created)
+            build_filtered(engine, model, name, filtered, created)
             progress(95)
             previous = move_aliases(engine, aliases)
         for old in previous:  # after the switch: nothing serves these any more

@@ -23,3 +23,7 @@ class ConfigurationError(SluiceError):
 
 class EngineUnavailable(SluiceError):
     """The search engine could not be reached or answered with a server error."""
+
+
+class IndexNotReady(SluiceError):
+    """A freshly built index failed the readiness gate; nothing was promoted."""
