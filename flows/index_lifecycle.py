@@ -24,6 +24,7 @@ from prefect.concurrency._asyncio import AcquireConcurrencySlotTimeoutError
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from blocks.search_engine import engine_from_settings
 from sluice.db import get_engine
@@ -173,8 +174,10 @@ def load_rows(engine: SearchEngine, model: str, index: str, progress: Progress, 
     load = bulk_index_batch.with_options(retries=settings.BULK_RETRIES, retry_delay_seconds=settings.BULK_RETRY_DELAY)
     loaded = 0
     for docs in read_documents(app_db, model, settings.READ_BATCH_SIZE, since):
-        loaded += load(engine, index, docs, settings.BULK_CHUNK_SIZE)
+        # quote(): Prefect would otherwise walk (and copy) every value of every document, twice.
+        loaded += load(engine, index, quote(docs), settings.BULK_CHUNK_SIZE)
         progress(min(99.0, 100.0 * loaded / total))
+        del docs  # let the page go before the next one is read
     return loaded
 
 
