@@ -8,7 +8,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.routers import task
-from sluice.errors import ConfigurationError, Conflict, EngineUnavailable, InvalidInput, NotFound
+from sluice.errors import (
+    ConfigurationError,
+    Conflict,
+    EngineUnavailable,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+)
 
 app = FastAPI(
     title="Sluice",
@@ -17,7 +25,15 @@ app = FastAPI(
 )
 app.include_router(task.router)
 
-_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, EngineUnavailable: 503, ConfigurationError: 503}
+_STATUS = {
+    InvalidInput: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    EngineUnavailable: 503,
+    ConfigurationError: 503,
+}
 
 
 def _message(exc: RequestValidationError) -> str:

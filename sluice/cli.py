@@ -61,6 +61,102 @@ def migrate_command(data_dir: DataDirOption = None) -> None:
     typer.echo("app database is up to date")
 
 
+# --- tenants, indexes, keys (document ingestion) -----------------------------------------------
+
+tenants_app = typer.Typer(help="Tenants of the document-ingestion API and their indexes.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (stored hashed; shown once when created).", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+
+
+def _session(data_dir: Path | None):
+    from sluice import db
+
+    settings = _settings(data_dir)
+    db.upgrade(settings.database_url)
+    return db.session(settings.database_url)
+
+
+def _domain(call):
+    """Run a credentials call; a domain error becomes a one-line message and exit code 1."""
+    from sluice.errors import SluiceError
+
+    try:
+        return call()
+    except SluiceError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+@tenants_app.command("create")
+def tenants_create(name: str, data_dir: DataDirOption = None) -> None:
+    """Create a tenant."""
+    from sluice import credentials
+
+    with _session(data_dir) as session:
+        _domain(lambda: credentials.create_tenant(session, name))
+    typer.echo(f"tenant {name} created")
+
+
+@tenants_app.command("list")
+def tenants_list(data_dir: DataDirOption = None) -> None:
+    """List tenants with their indexes."""
+    from sqlmodel import select
+
+    from sluice.models import DocumentIndex, Tenant
+
+    with _session(data_dir) as session:
+        for tenant in session.exec(select(Tenant).order_by(Tenant.name)):
+            typer.echo(tenant.name)
+            for ix in session.exec(select(DocumentIndex).where(DocumentIndex.tenant == tenant.name)):
+                keys = ", ".join(ix.allowed_metadata_keys) or "no custom metadata"
+                typer.echo(f"  {ix.index_id}{' (default)' if ix.is_default else ''}: {keys}")
+
+
+@tenants_app.command("add-index")
+def tenants_add_index(
+    tenant: str,
+    index_id: str,
+    metadata_key: Annotated[
+        list[str] | None, typer.Option("--metadata-key", help="Allowed custom metadata key.")
+    ] = None,
+    default: Annotated[bool, typer.Option("--default", help="Make it the tenant's default index.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Add a document index to a tenant (the first one is the default)."""
+    from sluice import credentials
+
+    with _session(data_dir) as session:
+        ix = _domain(lambda: credentials.create_index(session, tenant, index_id, metadata_key or [], default))
+        typer.echo(f"index {ix.index_id} added to {tenant}{' (default)' if ix.is_default else ''}")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: str,
+    role: Annotated[list[str] | None, typer.Option("--role", help="Role the key holds.")] = None,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a key for a tenant and print it (the only time it is shown)."""
+    from sluice import credentials
+
+    with _session(data_dir) as session:
+        row, key = _domain(lambda: credentials.create_key(session, tenant, role or ["ingestion-manager"], name))
+        console.print(f"key {row.key_id} for {tenant} ({', '.join(row.roles)}); store it now, it is not shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDirOption = None) -> None:
+    """Revoke a key at once."""
+    from sluice import credentials
+
+    with _session(data_dir) as session:
+        _domain(lambda: credentials.revoke_key(session, key_id))
+    typer.echo(f"key {key_id} revoked")
+
+
 # --- sluice up --------------------------------------------------------------------------------
 
 

@@ -27,3 +27,11 @@ class EngineUnavailable(SluiceError):
 
 class IndexNotReady(SluiceError):
     """A freshly built index failed the readiness gate; nothing was promoted."""
+
+
+class Unauthorized(SluiceError):
+    """No credentials, or credentials that prove nothing (a 401)."""
+
+
+class Forbidden(SluiceError):
+    """Valid credentials without the right to this tenant or action (a 403)."""

@@ -8,10 +8,10 @@ The Openverse API database: ``image`` and ``audio`` with the Openverse columns, 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String
+from sqlalchemy import JSON, DateTime, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -124,3 +124,49 @@ MEDIA_TABLES: dict[str, tuple[type[MediaBase], type[SQLModel], type[SQLModel]]] 
     "image": (Image, DeletedImage, MatureImage),
     "audio": (Audio, DeletedAudio, MatureAudio),
 }
+
+
+# --- tenants and credentials (document ingestion) ---------------------------------------------
+
+ROLES = ("ingestion-manager",)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Tenant(SQLModel, table=True):
+    """A customer of the ingestion API; every document and key belongs to exactly one."""
+
+    __tablename__ = "tenant"
+
+    name: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+
+
+class DocumentIndex(SQLModel, table=True):
+    """A tenant's document index and the custom-metadata keys its documents may carry."""
+
+    __tablename__ = "document_index"
+    __table_args__ = (UniqueConstraint("tenant", "index_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(foreign_key="tenant.name", index=True, max_length=64)
+    index_id: str = Field(max_length=64)
+    is_default: bool = False
+    allowed_metadata_keys: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """A credential: only its argon2 hash is stored; ``key_id`` finds it, the secret proves it."""
+
+    __tablename__ = "api_key"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    tenant: str = Field(foreign_key="tenant.name", index=True, max_length=64)
+    name: str = Field(default="", max_length=200)
+    secret_hash: str = Field(max_length=200)
+    roles: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
