@@ -262,12 +262,12 @@ def up(
         console.print(f"[red]{exc}; see {logs}[/]")
         raise typer.Exit(1) from None
     finally:
+        # One at a time, last started first: the runner needs the Prefect server to shut down cleanly.
         for _name, proc in reversed(procs):
             if proc.poll() is None:
                 proc.terminate()
-        for _name, proc in reversed(procs):
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
 
