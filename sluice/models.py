@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, LargeBinary, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -170,3 +171,67 @@ class ApiKey(SQLModel, table=True):
     roles: list[str] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+# --- documents (ingestion) -----------------------------------------------------------------------
+
+
+class DocumentStatus(StrEnum):
+    """Where a document is in its lifecycle (see the README's status table)."""
+
+    INGESTING = "ingesting"
+    INGESTED = "ingested"
+    INDEXING = "indexing"
+    INDEXED = "indexed"
+    INDEXING_UPDATE = "indexing_update"
+    INDEXED_UPDATE = "indexed_update"
+    MARKED_FOR_QUARANTINE = "marked_for_quarantine"
+    QUARANTINED = "quarantined"
+    QUARANTINE_FAILED = "quarantine_failed"
+    MARKED_FOR_DELETION = "marked_for_deletion"
+    DELETED = "deleted"
+    FAILED = "failed"
+
+
+class Document(SQLModel, table=True):
+    """The latest version of one document of a tenant's index, as requested and as processed."""
+
+    __tablename__ = "document"
+    __table_args__ = (UniqueConstraint("tenant", "index_id", "document_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(foreign_key="tenant.name", max_length=64)
+    index_id: str = Field(max_length=64)
+    document_id: str = Field(max_length=64)
+    version: int = 1
+    status: str = Field(default=DocumentStatus.INGESTING, max_length=32, index=True)
+    is_indexable: bool = True
+    deleted: bool = False
+    title: str | None = None
+    uri: str | None = Field(default=None, max_length=4096)
+    authors: list[str] | None = Field(default=None, sa_type=JSON)
+    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    image_urls: list[str] | None = Field(default=None, sa_type=JSON)
+    logo_url: str | None = Field(default=None, max_length=4096)
+    custom_metadata: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    allow_access_rights: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
+    content_source_id: str | None = Field(default=None, max_length=64, index=True)
+    content_ingestion_job_id: str | None = Field(default=None, max_length=64, index=True)
+    content_type: str | None = Field(default=None, max_length=255)
+    content_url: str | None = Field(default=None, max_length=4096)
+    has_content: bool = False
+    error_codes: list[str] | None = Field(default=None, sa_type=JSON)
+    error_message: str | None = None
+    request_created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+    request_last_updated_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True), index=True)
+
+
+class DocumentContent(SQLModel, table=True):
+    """The bytes given inline (text or base64) for a document's current version; kept apart so
+    listing documents never reads them."""
+
+    __tablename__ = "document_content"
+
+    document_pk: int = Field(foreign_key="document.id", primary_key=True)
+    data: bytes = Field(sa_type=LargeBinary)

@@ -1,0 +1,253 @@
+"""The document store of the ingestion API: validate a batch document by document, keep what is
+valid durably (one transaction), version re-ingested documents, read them back.
+
+Processing (fetch, extract, index) happens later, in a flow; this module never waits on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import AliasChoices, AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from sluice.errors import InvalidInput, NotFound
+from sluice.models import Document, DocumentContent, DocumentIndex, DocumentStatus
+
+MAX_BATCH_DOCUMENTS = 1000
+DEFAULT_MAX_CONTENT_BYTES = 20 * 1024 * 1024
+DOCUMENT_ID_PATTERN = re.compile(r"^[0-9a-f]{40}$")  # the documented format: sha1 hex of the caller's id
+
+
+class ContentSource(BaseModel):
+    """Exactly one of the three ways to give content."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plain_text_string: str | None = None
+    base64_string: str | None = None
+    url: AnyHttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ContentSource:
+        given = [name for name in ("plain_text_string", "base64_string", "url") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of plain_text_string, base64_string, url (got {len(given)})")
+        return self
+
+
+class ContentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    content_type: str = Field(min_length=1, max_length=255)
+    from_: ContentSource = Field(validation_alias=AliasChoices("from_", "from"))
+
+
+class AccessRight(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    type: str | None = Field(default=None, max_length=64)
+    content_source_id: str | None = Field(default=None, max_length=64)
+
+
+class DocumentIn(BaseModel):
+    """One document of a batch, as the client sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    document_id: str | None = Field(default=None, pattern=DOCUMENT_ID_PATTERN.pattern)
+    is_indexable: bool = True
+    custom_metadata: dict[str, Any] | None = None
+    document_content: ContentIn | None = None
+    allow_access_rights: list[AccessRight] | None = Field(default=None, max_length=1000)
+    uri: str | None = Field(default=None, max_length=4096)
+    content_source_id: str | None = Field(default=None, max_length=64)
+    content_ingestion_job_id: str | None = Field(default=None, max_length=64)
+    title: str | None = Field(default=None, max_length=10_000)
+    authors: str | list[str] | None = None
+    created_at: datetime | None = None
+    last_updated_at: datetime | None = None
+    image_urls: list[str] | None = Field(default=None, max_length=100)
+    logo_url: str | None = Field(default=None, max_length=4096)
+
+
+@dataclass
+class Accepted:
+    document_id: str
+    version: int
+    content_source_id: str | None
+    content_ingestion_job_id: str | None
+    status: str
+
+
+@dataclass
+class BatchResult:
+    tenant: str
+    index_id: str
+    documents: list[Accepted] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_index(session: Session, tenant: str, index_id: str | None) -> DocumentIndex:
+    """The tenant's named index, or its default one."""
+    query = select(DocumentIndex).where(DocumentIndex.tenant == tenant)
+    query = query.where(DocumentIndex.index_id == index_id) if index_id else query.where(DocumentIndex.is_default)
+    index = session.exec(query).first()
+    if index is None:
+        raise InvalidInput(
+            f"tenant {tenant!r} has no index {index_id!r}" if index_id else f"tenant {tenant!r} has no default index"
+        )
+    return index
+
+
+def _message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in exc.errors())
+
+
+def _content_bytes(content: ContentIn, max_bytes: int) -> bytes | None:
+    source = content.from_
+    if source.url is not None:
+        return None
+    if source.plain_text_string is not None:
+        data = source.plain_text_string.encode("utf-8")
+    else:
+        try:
+            data = base64.b64decode(source.base64_string or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("document_content.from_.base64_string: not valid base64") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"document_content: {len(data)} bytes is over the {max_bytes}-byte limit")
+    return data
+
+
+def ingest_batch(
+    session: Session,
+    tenant: str,
+    index_id: str | None,
+    documents: list[Any],
+    max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
+) -> BatchResult:
+    """Store every valid document of a batch as ``ingesting`` (a new version if it exists);
+    each invalid one goes to ``errors`` and changes nothing already stored."""
+    if not isinstance(documents, list) or len(documents) > MAX_BATCH_DOCUMENTS:
+        raise InvalidInput(f"documents: a list of at most {MAX_BATCH_DOCUMENTS} documents")
+    index = resolve_index(session, tenant, index_id)
+    allowed = set(index.allowed_metadata_keys)
+    batch_job = str(uuid.uuid4())  # documents that name no ingestion job share one for this batch
+    result = BatchResult(tenant=tenant, index_id=index.index_id)
+    seen: set[str] = set()
+    now = datetime.now(UTC)
+    for raw in documents:
+        claimed_id = raw.get("document_id") if isinstance(raw, dict) else None
+        try:
+            doc = DocumentIn.model_validate(raw)
+            unknown = sorted(set(doc.custom_metadata or {}) - allowed)
+            if unknown:
+                raise ValueError(f"custom_metadata: keys not allowed by index {index.index_id!r}: {', '.join(unknown)}")
+            content = _content_bytes(doc.document_content, max_content_bytes) if doc.document_content else None
+            document_id = doc.document_id or str(uuid.uuid4())
+            if document_id in seen:
+                raise ValueError("document_id appears twice in this batch")
+        except ValidationError as exc:
+            result.errors.append({"document_id": claimed_id, "error_message": _message(exc)})
+            continue
+        except ValueError as exc:
+            result.errors.append({"document_id": claimed_id, "error_message": str(exc)})
+            continue
+        seen.add(document_id)
+        row = _store(session, index, doc, document_id, content, batch_job, now)
+        result.documents.append(
+            Accepted(row.document_id, row.version, row.content_source_id, row.content_ingestion_job_id, row.status)
+        )
+    session.commit()
+    return result
+
+
+def _store(
+    session: Session, index: DocumentIndex, doc: DocumentIn, document_id: str, data: bytes | None,
+    batch_job: str, now: datetime,
+) -> Document:  # fmt: skip
+    row = session.exec(
+        select(Document).where(
+            Document.tenant == index.tenant, Document.index_id == index.index_id, Document.document_id == document_id
+        )
+    ).first()
+    fields = doc.model_dump(exclude={"document_id", "document_content", "authors", "allow_access_rights"})
+    content, url = doc.document_content, doc.document_content and doc.document_content.from_.url
+    fields |= {
+        "authors": [doc.authors] if isinstance(doc.authors, str) else doc.authors,
+        "allow_access_rights": [r.model_dump() for r in doc.allow_access_rights or []],
+        "content_ingestion_job_id": doc.content_ingestion_job_id or batch_job,
+        "content_type": content.content_type if content else None,
+        "content_url": str(url) if url else None,
+        "has_content": content is not None,
+        "status": DocumentStatus.INGESTING.value, "deleted": False, "error_codes": None, "error_message": None,
+        "request_last_updated_at": now,
+    }  # fmt: skip
+    if row is None:
+        row = Document(tenant=index.tenant, index_id=index.index_id, document_id=document_id, request_created_at=now)
+    else:
+        row.version += 1
+    row.sqlmodel_update(fields)
+    session.add(row)
+    session.flush()  # the row's id, for its content
+    stored = session.get(DocumentContent, row.id)
+    if data is None and stored is not None:
+        session.delete(stored)
+    elif data is not None:
+        session.merge(DocumentContent(document_pk=row.id, data=data))
+    return row
+
+
+def get_document(session: Session, tenant: str, index_id: str | None, document_id: str) -> Document:
+    index = resolve_index(session, tenant, index_id)
+    row = session.exec(
+        select(Document).where(
+            Document.tenant == tenant, Document.index_id == index.index_id, Document.document_id == document_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no document {document_id!r} in index {index.index_id!r}")
+    return row
+
+
+def list_documents(
+    session: Session,
+    tenant: str,
+    index_id: str | None,
+    *,
+    content_source_id: str | None = None,
+    content_ingestion_job_id: str | None = None,
+    request_last_updated_after: datetime | None = None,
+    document_id_in: list[str] | None = None,
+    uri_in: list[str] | None = None,
+    page: int = 1,
+    page_size: int = 100,
+) -> tuple[int, list[Document]]:
+    """One page of a tenant's documents (oldest request first, stable) and the total count."""
+    index = resolve_index(session, tenant, index_id)
+    clauses = [Document.tenant == tenant, Document.index_id == index.index_id]
+    if content_source_id is not None:
+        clauses.append(Document.content_source_id == content_source_id)
+    if content_ingestion_job_id is not None:
+        clauses.append(Document.content_ingestion_job_id == content_ingestion_job_id)
+    if request_last_updated_after is not None:
+        clauses.append(Document.request_last_updated_at > request_last_updated_after)
+    if document_id_in:
+        clauses.append(Document.document_id.in_(document_id_in))
+    if uri_in:
+        clauses.append(Document.uri.in_(uri_in))
+    count = session.exec(select(func.count()).select_from(Document).where(*clauses)).one()
+    rows = session.exec(
+        select(Document).where(*clauses).order_by(Document.request_created_at, Document.id)
+        .offset((page - 1) * page_size).limit(page_size)
+    ).all()  # fmt: skip
+    return count, list(rows)
