@@ -175,11 +175,7 @@ def _store(
     session: Session, index: DocumentIndex, doc: DocumentIn, document_id: str, data: bytes | None,
     batch_job: str, now: datetime,
 ) -> Document:  # fmt: skip
-    row = session.exec(
-        select(Document).where(
-            Document.tenant == index.tenant, Document.index_id == index.index_id, Document.document_id == document_id
-        )
-    ).first()
+    row = _find(session, index, document_id)
     fields = doc.model_dump(exclude={"document_id", "document_content", "authors", "allow_access_rights"})
     content, url = doc.document_content, doc.document_content and doc.document_content.from_.url
     fields |= {
@@ -207,13 +203,17 @@ def _store(
     return row
 
 
-def get_document(session: Session, tenant: str, index_id: str | None, document_id: str) -> Document:
-    index = resolve_index(session, tenant, index_id)
-    row = session.exec(
+def _find(session: Session, index: DocumentIndex, document_id: str) -> Document | None:
+    return session.exec(
         select(Document).where(
-            Document.tenant == tenant, Document.index_id == index.index_id, Document.document_id == document_id
+            Document.tenant == index.tenant, Document.index_id == index.index_id, Document.document_id == document_id
         )
     ).first()
+
+
+def get_document(session: Session, tenant: str, index_id: str | None, document_id: str) -> Document:
+    index = resolve_index(session, tenant, index_id)
+    row = _find(session, index, document_id)
     if row is None:
         raise NotFound(f"no document {document_id!r} in index {index.index_id!r}")
     return row
