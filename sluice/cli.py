@@ -220,7 +220,7 @@ def up(
     """Run everything: the Prefect server (SQLite in DATA_DIR), a runner serving every flow, the API."""
     from sluice import db
 
-    settings = _settings(data_dir, API_PORT=api_port, API_HOST=host, PREFECT_PORT=prefect_port)
+    settings = _settings(data_dir, API_PORT=api_port, API_HOST=host)
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     db.upgrade(settings.database_url)
     env = {**os.environ, **prefect_env(settings.DATA_DIR, prefect_port), "SLUICE_DATA_DIR": str(settings.DATA_DIR)}

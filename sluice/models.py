@@ -120,7 +120,6 @@ class MatureAudio(SQLModel, table=True):
     created_on: datetime = _timestamp()
 
 
-MODELS = ("image", "audio")
 MEDIA_TABLES: dict[str, tuple[type[MediaBase], type[SQLModel], type[SQLModel]]] = {
     "image": (Image, DeletedImage, MatureImage),
     "audio": (Audio, DeletedAudio, MatureAudio),

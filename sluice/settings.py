@@ -54,7 +54,6 @@ class Settings(BaseSettings):
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8001
     API_URL: str | None = Field(default=None, description="Base URL the CLI and status links use.")
-    PREFECT_PORT: int = 4200
 
     @field_validator("DATA_DIR")
     @classmethod
