@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.routers import task
+from api.routers import ingestion, task
 from sluice.errors import (
     ConfigurationError,
     Conflict,
@@ -24,6 +25,7 @@ app = FastAPI(
     description="Feeds search indexes. Every long-running request is a Prefect flow run.",
 )
 app.include_router(task.router)
+app.include_router(ingestion.router)
 
 _STATUS = {
     InvalidInput: 400,
@@ -44,24 +46,33 @@ def _message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def _error(request: Request, message: str, status: int) -> JSONResponse:
+    """Each API's own error body: FastAPI's ``detail`` for the ingestion API, ``message`` for /task."""
+    if request.url.path.startswith(ingestion.PREFIX):
+        return JSONResponse({"detail": message}, status_code=status)
+    return JSONResponse({"message": message}, status_code=status)
+
+
 @app.exception_handler(RequestValidationError)
-async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    if request.url.path.startswith(ingestion.PREFIX):  # FastAPI's own shape: 422 with every error
+        return JSONResponse({"detail": jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"})}, 422)
     # The Openverse-style API answers 400 with a message for any malformed request.
     return JSONResponse({"message": _message(exc)}, status_code=400)
 
 
-for _error, _status in _STATUS.items():
+for _error_type, _status in _STATUS.items():
 
-    async def _domain_error(_request: Request, exc: Exception, _status: int = _status) -> JSONResponse:
-        return JSONResponse({"message": str(exc)}, status_code=_status)
+    async def _domain_error(request: Request, exc: Exception, _status: int = _status) -> JSONResponse:
+        return _error(request, str(exc), _status)
 
-    app.add_exception_handler(_error, _domain_error)
+    app.add_exception_handler(_error_type, _domain_error)
 
 
 @app.exception_handler(httpx.TransportError)
-async def _prefect_unreachable(_request: Request, exc: httpx.TransportError) -> JSONResponse:
+async def _prefect_unreachable(request: Request, exc: httpx.TransportError) -> JSONResponse:
     # Every httpx call the API makes goes to the Prefect API; the search engines raise their own errors.
-    return JSONResponse({"message": f"the Prefect API cannot be reached: {exc}"}, status_code=503)
+    return _error(request, f"the Prefect API cannot be reached: {exc}", 503)
 
 
 @app.get("/healthz", include_in_schema=False)

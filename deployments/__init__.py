@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from prefect import serve
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ObjectNotFound
 
 from blocks.search_engine import register_engine_blocks
 from flows.index_lifecycle import FLOWS
+from flows.ingest_documents import process_documents
 
 DEPLOYMENT = "sluice"
 TASK_TAG = "sluice-task"  # marks the flow runs the /task API created and lists
+PROCESSOR = f"{process_documents.name}/{DEPLOYMENT}"
+KEEPER_INTERVAL = 15.0  # seconds between checks that the document processor runs
+LIVE_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
+
+logger = logging.getLogger("sluice.deployments")
 
 
 def deployment_name(action: str) -> str:
@@ -23,7 +42,56 @@ def lifecycle_deployments() -> list:
     ]
 
 
+def processor_deployment():
+    # One run at a time: the processor's claims assume it is alone (see flows/ingest_documents.py).
+    return process_documents.to_deployment(
+        name=DEPLOYMENT, tags=["sluice", "document-ingestion"], description=process_documents.description,
+        concurrency_limit=1,
+    )  # fmt: skip
+
+
+def ensure_processor_running() -> bool | None:
+    """Start a run of the document processor unless one is live or its deployment is paused.
+    True when it started one, False when none was needed, None before the deployment exists."""
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(PROCESSOR)
+        except ObjectNotFound:
+            return None
+        if deployment.paused:
+            return False
+        live = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=LIVE_STATES))),
+            limit=1,
+        )
+        if live:
+            return False
+        client.create_flow_run_from_deployment(deployment.id, tags=["sluice"])
+        return True
+
+
+def _keep_processor_running(stop: threading.Event) -> None:
+    interval = 1.0  # until serve() has registered the deployment
+    while not stop.wait(interval):
+        try:
+            started = ensure_processor_running()
+        except Exception as exc:  # the Prefect server restarting must not kill the runner
+            logger.warning("could not check the document processor: %s", exc)
+            continue
+        if started:
+            logger.info("started the document processor (%s)", PROCESSOR)
+        if started is not None:
+            interval = KEEPER_INTERVAL
+
+
 def serve_all(limit: int = 8) -> None:
-    """Register the block types and every deployment, then run flow runs until stopped (blocks)."""
+    """Register the block types and every deployment, keep the document processor running, then run
+    flow runs until stopped (blocks). Pause the processor's deployment in the UI to stop processing."""
     register_engine_blocks()
-    serve(*lifecycle_deployments(), limit=limit)
+    stop = threading.Event()
+    threading.Thread(target=_keep_processor_running, args=(stop,), name="processor-keeper", daemon=True).start()
+    try:
+        serve(*lifecycle_deployments(), processor_deployment(), limit=limit)
+    finally:
+        stop.set()

@@ -23,6 +23,8 @@ from sluice.models import Document, DocumentContent, DocumentIndex, DocumentStat
 
 MAX_BATCH_DOCUMENTS = 1000
 DEFAULT_MAX_CONTENT_BYTES = 20 * 1024 * 1024
+# type/subtype (RFC 9110 tokens), then printable parameters: it goes back out as a header.
+CONTENT_TYPE_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;[ -~]*)?$"
 DOCUMENT_ID_PATTERN = re.compile(r"^[0-9a-f]{40}$")  # the documented format: sha1 hex of the caller's id
 
 
@@ -46,7 +48,7 @@ class ContentSource(BaseModel):
 class ContentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    content_type: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(max_length=255, pattern=CONTENT_TYPE_PATTERN, description="A MIME type, e.g. text/html.")
     from_: ContentSource = Field(validation_alias=AliasChoices("from_", "from"))
 
 
@@ -145,6 +147,8 @@ def ingest_batch(
     result = BatchResult(tenant=tenant, index_id=index.index_id)
     seen: set[str] = set()
     now = datetime.now(UTC)
+    claimed_ids = [d["document_id"] for d in documents if isinstance(d, dict) and isinstance(d.get("document_id"), str)]
+    existing = _rows(session, index, claimed_ids)
     for raw in documents:
         claimed_id = raw.get("document_id") if isinstance(raw, dict) else None
         try:
@@ -163,7 +167,7 @@ def ingest_batch(
             result.errors.append({"document_id": claimed_id, "error_message": str(exc)})
             continue
         seen.add(document_id)
-        row = _store(session, index, doc, document_id, content, batch_job, now)
+        row = _store(session, index, existing.get(document_id), doc, document_id, content, batch_job, now)
         result.documents.append(
             Accepted(row.document_id, row.version, row.content_source_id, row.content_ingestion_job_id, row.status)
         )
@@ -172,10 +176,9 @@ def ingest_batch(
 
 
 def _store(
-    session: Session, index: DocumentIndex, doc: DocumentIn, document_id: str, data: bytes | None,
-    batch_job: str, now: datetime,
+    session: Session, index: DocumentIndex, row: Document | None, doc: DocumentIn, document_id: str,
+    data: bytes | None, batch_job: str, now: datetime,
 ) -> Document:  # fmt: skip
-    row = _find(session, index, document_id)
     fields = doc.model_dump(exclude={"document_id", "document_content", "authors", "allow_access_rights"})
     content, url = doc.document_content, doc.document_content and doc.document_content.from_.url
     fields |= {
@@ -186,7 +189,7 @@ def _store(
         "content_url": str(url) if url else None,
         "has_content": content is not None,
         "status": DocumentStatus.INGESTING.value, "deleted": False, "error_codes": None, "error_message": None,
-        "request_last_updated_at": now,
+        "request_last_updated_at": now, "claimed_at": None,
     }  # fmt: skip
     if row is None:
         row = Document(tenant=index.tenant, index_id=index.index_id, document_id=document_id, request_created_at=now)
@@ -203,12 +206,22 @@ def _store(
     return row
 
 
-def _find(session: Session, index: DocumentIndex, document_id: str) -> Document | None:
-    return session.exec(
-        select(Document).where(
-            Document.tenant == index.tenant, Document.index_id == index.index_id, Document.document_id == document_id
+def _rows(session: Session, index: DocumentIndex, document_ids: list[str]) -> dict[str, Document]:
+    """The stored rows of these ids in one query (chunked under every database's parameter limit)."""
+    rows: dict[str, Document] = {}
+    for start in range(0, len(document_ids), 500):
+        chunk = document_ids[start : start + 500]
+        found = session.exec(
+            select(Document).where(
+                Document.tenant == index.tenant, Document.index_id == index.index_id, Document.document_id.in_(chunk)
+            )
         )
-    ).first()
+        rows.update((row.document_id, row) for row in found)
+    return rows
+
+
+def _find(session: Session, index: DocumentIndex, document_id: str) -> Document | None:
+    return _rows(session, index, [document_id]).get(document_id)
 
 
 def get_document(session: Session, tenant: str, index_id: str | None, document_id: str) -> Document:
@@ -251,3 +264,81 @@ def list_documents(
         .offset((page - 1) * page_size).limit(page_size)
     ).all()  # fmt: skip
     return count, list(rows)
+
+
+# --- access rights and deletes: stored at once, applied to the search index by the processor ------
+
+
+class RightsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_id: str = Field(min_length=1, max_length=64)
+    allow_access_rights: list[AccessRight] = Field(max_length=1000)
+
+
+def _check_batch(items: Any, what: str) -> list[Any]:
+    if not isinstance(items, list) or len(items) > MAX_BATCH_DOCUMENTS:
+        raise InvalidInput(f"{what}: a list of at most {MAX_BATCH_DOCUMENTS} items")
+    return items
+
+
+def _accepted(row: Document) -> Accepted:
+    return Accepted(row.document_id, row.version, row.content_source_id, row.content_ingestion_job_id, row.status)
+
+
+def update_access_rights(session: Session, tenant: str, index_id: str | None, documents: Any) -> BatchResult:
+    """Replace the access rights of stored documents, content untouched; an indexed document gets
+    them in the search index on the processor's next pass (a partial update, no re-extraction)."""
+    index = resolve_index(session, tenant, index_id)
+    items = _check_batch(documents, "documents")
+    ids = [i["document_id"] for i in items if isinstance(i, dict) and isinstance(i.get("document_id"), str)]
+    rows = _rows(session, index, ids)
+    result = BatchResult(tenant=tenant, index_id=index.index_id)
+    now = datetime.now(UTC)
+    for raw in items:
+        claimed_id = raw.get("document_id") if isinstance(raw, dict) else None
+        try:
+            item = RightsIn.model_validate(raw)
+        except ValidationError as exc:
+            result.errors.append({"document_id": claimed_id, "error_message": _message(exc)})
+            continue
+        row = rows.get(item.document_id)
+        if row is None or row.deleted or row.status == DocumentStatus.MARKED_FOR_DELETION:
+            what = "no document" if row is None else "deleted document"
+            message = f"{what} {item.document_id!r} in index {index.index_id!r}"
+            result.errors.append({"document_id": item.document_id, "error_message": message})
+            continue
+        row.allow_access_rights = [r.model_dump() for r in item.allow_access_rights]
+        row.rights_version += 1
+        row.rights_pending = True
+        row.request_last_updated_at = now
+        session.add(row)
+        result.documents.append(_accepted(row))
+    session.commit()
+    return result
+
+
+def mark_for_deletion(session: Session, tenant: str, index_id: str | None, document_ids: Any) -> BatchResult:
+    """Mark documents ``marked_for_deletion``; the processor removes them from the search index and
+    then reports them ``deleted``. Deleting a deleted document again is accepted and changes nothing."""
+    index = resolve_index(session, tenant, index_id)
+    ids = _check_batch(document_ids, "document_ids")
+    valid = [i for i in ids if isinstance(i, str) and 0 < len(i) <= 64]
+    rows = _rows(session, index, valid)
+    result = BatchResult(tenant=tenant, index_id=index.index_id)
+    now = datetime.now(UTC)
+    for document_id in ids:
+        row = rows.get(document_id) if isinstance(document_id, str) else None
+        if row is None:
+            shown = document_id if isinstance(document_id, str) else None
+            message = f"no document {document_id!r} in index {index.index_id!r}"
+            result.errors.append({"document_id": shown, "error_message": message})
+            continue
+        if not row.deleted:
+            row.status = DocumentStatus.MARKED_FOR_DELETION.value
+            row.claimed_at = None
+            row.request_last_updated_at = now
+            session.add(row)
+        result.documents.append(_accepted(row))
+    session.commit()
+    return result

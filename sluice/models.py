@@ -222,6 +222,12 @@ class Document(SQLModel, table=True):
     has_content: bool = False
     error_codes: list[str] | None = Field(default=None, sa_type=JSON)
     error_message: str | None = None
+    # Processing bookkeeping (never shown): which version the search index holds (None: not in it),
+    # when the processor claimed this version, and access rights changed since they were indexed.
+    indexed_version: int | None = None
+    claimed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    rights_version: int = 1
+    rights_pending: bool = Field(default=False, index=True)
     request_created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
     request_last_updated_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True), index=True)
 

@@ -105,3 +105,107 @@ class IndexStat(BaseModel):
     is_alias: bool | None = None
     alt_names: list[str] | None = None
     count: int | None = None
+
+
+# --- document ingestion (/v0/service/ingestion/documents…) ------------------------------------------
+
+
+class DocumentBatch(BaseModel):
+    """Each document is checked on its own: a bad one goes to ``errors``, the rest are stored."""
+
+    index_id: str | None = Field(default=None, max_length=64, description="Default: the tenant's default index.")
+    documents: list[Any] = Field(max_length=1000)
+
+
+class AccessRightsBatch(BaseModel):
+    index_id: str | None = Field(default=None, max_length=64)
+    documents: list[Any] = Field(max_length=1000, description="Each: {document_id, allow_access_rights}.")
+
+
+class DeleteBatch(BaseModel):
+    index_id: str | None = Field(default=None, max_length=64)
+    document_ids: list[Any] = Field(max_length=1000)
+
+
+class AcceptedDocument(BaseModel):
+    document_id: str
+    version: int
+    content_source_id: str | None = None
+    content_ingestion_job_id: str | None = None
+    status: str
+
+
+class DocumentError(BaseModel):
+    document_id: str | None = None
+    error_message: str
+
+
+class BatchResponse(BaseModel):
+    tenant: str
+    index_id: str
+    documents: list[AcceptedDocument]
+    errors: list[DocumentError]
+
+
+class StoredContent(BaseModel):
+    content_type: str | None
+    from_: dict[str, Any] = Field(default_factory=dict, description="Always empty: read the content at download_url.")
+    download_url: str
+
+
+class StoredDocument(BaseModel):
+    tenant: str
+    index_id: str
+    document_id: str
+    version: int
+    is_indexable: bool
+    deleted: bool
+    title: str | None = None
+    uri: str | None = None
+    authors: list[str] | None = None
+    created_at: datetime | None = None
+    last_updated_at: datetime | None = None
+    image_urls: list[str] | None = None
+    logo_url: str | None = None
+    custom_metadata: dict[str, Any] | None = None
+    allow_access_rights: list[dict[str, Any]] | None = None
+    content_source_id: str | None = None
+    content_ingestion_job_id: str | None = None
+    document_content: StoredContent | None = None
+    request_created_at: datetime
+    request_last_updated_at: datetime
+    status: str | None = Field(default=None, description="With include_document_status=true.")
+    error_codes: list[str] | None = None
+    error_message: str | None = None
+
+
+class PageRef(BaseModel):
+    page: int
+    page_size: int
+
+
+class DocumentPage(BaseModel):
+    count: int
+    page: int
+    page_size: int
+    next: PageRef | None = None
+    previous: PageRef | None = None
+    results: list[StoredDocument]
+
+
+class SearchHit(BaseModel):
+    document_id: str
+    version: int | None = None
+    score: float
+    title: str | None = None
+    uri: str | None = None
+    content_source_id: str | None = None
+
+
+class SearchPage(BaseModel):
+    count: int
+    page: int
+    page_size: int
+    next: PageRef | None = None
+    previous: PageRef | None = None
+    results: list[SearchHit]

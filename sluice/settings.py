@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,6 +52,22 @@ class Settings(BaseSettings):
     LOCK_TIMEOUT: float = Field(
         default=10.0, ge=1, description="Seconds a lifecycle flow waits for its model's lock, then fails."
     )
+    DOCUMENT_MAX_CONTENT_BYTES: int = Field(
+        default=20 * 1024 * 1024, gt=0, description="Largest document content, inline or fetched from a URL."
+    )
+    FETCH_TIMEOUT: float = Field(
+        default=20.0, gt=0, description="Seconds to fetch one document URL, redirects included."
+    )
+    FETCH_ALLOW_PRIVATE: bool = Field(
+        default=False, description="Fetch document URLs on loopback and private networks (refused by default)."
+    )
+    FETCH_ALLOWED_NETWORKS: list[str] = Field(
+        default_factory=list, description='Private networks fetched anyway, e.g. ["10.1.2.0/24"] (JSON list).'
+    )
+    FETCH_CONCURRENCY: int = Field(default=16, gt=0, description="Document URLs fetched at once.")
+    EXTRACT_MAX_CHARS: int = Field(default=1_000_000, gt=0, description="Longest text indexed per document.")
+    PROCESS_BATCH_SIZE: int = Field(default=500, gt=0, description="Documents the processor claims per pass.")
+    PROCESS_POLL_INTERVAL: float = Field(default=0.2, gt=0, description="Seconds between looks for new work.")
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8001
     API_URL: str | None = Field(default=None, description="Base URL the CLI and status links use.")
@@ -59,6 +76,13 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("FETCH_ALLOWED_NETWORKS")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network)  # ValueError names the bad one
+        return value
 
     @property
     def database_url(self) -> str:
