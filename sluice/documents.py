@@ -253,6 +253,8 @@ def list_documents(
     if content_ingestion_job_id is not None:
         clauses.append(Document.content_ingestion_job_id == content_ingestion_job_id)
     if request_last_updated_after is not None:
+        if request_last_updated_after.tzinfo is not None:  # stored times are UTC
+            request_last_updated_after = request_last_updated_after.astimezone(UTC)
         clauses.append(Document.request_last_updated_at > request_last_updated_after)
     if document_id_in:
         clauses.append(Document.document_id.in_(document_id_in))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.indices import SUFFIX_PATTERN
 
@@ -177,6 +177,12 @@ class StoredDocument(BaseModel):
     status: str | None = Field(default=None, description="With include_document_status=true.")
     error_codes: list[str] | None = None
     error_message: str | None = None
+
+    @field_validator("created_at", "last_updated_at", "request_created_at", "request_last_updated_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # SQLite hands back naive datetimes; every stored time is UTC.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class PageRef(BaseModel):
