@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -281,7 +284,8 @@ def _api(api_url: str | None) -> httpx.Client:
 
 def _fail(response: httpx.Response) -> None:
     try:
-        message = response.json().get("message", response.text)
+        body = response.json()
+        message = body.get("message") or body.get("detail") or response.text
     except ValueError:
         message = response.text
     console.print(f"[red]{response.status_code}: {message}[/]")
@@ -401,6 +405,100 @@ def cancel(task_id: str, api_url: ApiUrlOption = None) -> None:
         if response.status_code != 202:
             _fail(response)
         typer.echo(f"cancelling {task_id}")
+
+
+# --- pushing documents to the ingestion API ----------------------------------------------------------
+
+documents_app = typer.Typer(help="Documents of the ingestion API.", no_args_is_help=True)
+app.add_typer(documents_app, name="documents")
+DOCUMENTS_PATH = "/v0/service/ingestion/documents"
+DONE_STATUSES = frozenset(
+    {"indexed", "indexed_update", "ingested", "failed", "quarantined", "quarantine_failed", "deleted"}
+)
+
+
+def _read_documents(path: Path) -> Iterator[dict]:
+    """Documents from a JSON Lines file (one object per line), streamed."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise typer.BadParameter(f"{path}:{number}: not JSON: {exc}") from None
+
+
+@documents_app.command("push")
+def push_documents(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines: one document per line.")],
+    tenant: Annotated[str, typer.Option(help="Tenant to ingest into.")],
+    key: Annotated[str, typer.Option(envvar="SLUICE_API_KEY", help="API key with ingestion-manager [SLUICE_API_KEY].")],
+    index_id: Annotated[str | None, typer.Option(help="Index (default: the tenant's default).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow processing with a progress bar.")] = False,
+    api_url: ApiUrlOption = None,
+) -> None:
+    """Send documents in batches; with --wait, follow them until every one is processed."""
+    job = str(uuid.uuid4())  # one ingestion job for the whole push, so it can be followed
+    params = {"tenant": tenant, **({"index_id": index_id} if index_id else {})}
+    accepted = errors = 0
+    with _api(api_url) as client:
+        client.headers["X-Auth"] = key
+        batch: list[dict] = []
+
+        def send() -> None:
+            nonlocal accepted, errors
+            body = {"documents": batch, **({"index_id": index_id} if index_id else {})}
+            response = client.post(f"{DOCUMENTS_PATH}/document-batches", params=params, json=body)
+            if response.status_code != 200:
+                _fail(response)
+            answer = response.json()
+            accepted += len(answer["documents"])
+            for error in answer["errors"]:
+                errors += 1
+                console.print(f"[yellow]{error['document_id']}: {error['error_message']}[/]")
+            batch.clear()
+
+        for document in _read_documents(path):
+            if isinstance(document, dict):
+                document.setdefault("content_ingestion_job_id", job)
+            batch.append(document)
+            if len(batch) >= batch_size:
+                send()
+        if batch:
+            send()
+        console.print(f"{accepted} documents accepted, {errors} refused (job {job})")
+        if wait and accepted:
+            _follow_job(client, params, job, accepted)
+
+
+def _follow_job(client: httpx.Client, params: dict, job: str, total: int) -> None:
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        row = bar.add_task("processing", total=total)
+        while True:
+            counts: dict[str, int] = {}
+            page = 1
+            while page:
+                query = {**params, "content_ingestion_job_id": job, "include_document_status": "true",
+                         "page": page, "page_size": 1000}  # fmt: skip
+                response = client.get(DOCUMENTS_PATH, params=query)
+                if response.status_code != 200:
+                    _fail(response)
+                answer = response.json()
+                for document in answer["results"]:
+                    counts[document["status"]] = counts.get(document["status"], 0) + 1
+                page = answer["next"]["page"] if answer.get("next") else 0
+            total = sum(counts.values())  # distinct documents: an id pushed twice counts once
+            done = sum(n for status, n in counts.items() if status in DONE_STATUSES)
+            bar.update(
+                row,
+                completed=done,
+                description=f"processing [{', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}]",
+            )
+            if done >= total:
+                return
+            time.sleep(1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ with the sample data loaded, driven over HTTP and through the CLI."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -173,6 +175,68 @@ def test_sigterm_stops_everything(tmp_path):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
     assert Path(tmp_path / "logs" / "api.log").exists()
+
+
+def _running_processors(prefect: str) -> list[str]:
+    deployment = httpx.get(f"{prefect}/api/deployments/name/process-documents/sluice", timeout=10).json()
+    body = {
+        "deployments": {"id": {"any_": [deployment["id"]]}},
+        "flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}},
+    }
+    return [run["id"] for run in httpx.post(f"{prefect}/api/flow_runs/filter", json=body, timeout=10).json()]
+
+
+def _wait_indexed(api: httpx.Client, key: str, ids: list[str], timeout: float = 60) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        params = {"tenant": "acme", "include_document_status": "true", "page_size": 1000, "document_id_in": ids}
+        statuses = {d["document_id"]: d["status"] for d in api.get(DOCUMENTS, params=params,
+                                                                   headers={"X-Auth": key}).json()["results"]}  # fmt: skip
+        if all(s not in ("ingesting", "indexing", "indexing_update") for s in statuses.values()) or (
+            time.monotonic() > deadline
+        ):
+            return statuses
+        time.sleep(0.3)
+
+
+DOCUMENTS = "/v0/service/ingestion/documents"
+
+
+def test_documents_are_processed_by_the_kept_running_processor(sluice_up, api, tmp_path):
+    env = sluice_up["env"] | {"SLUICE_API_URL": sluice_up["api"], "COLUMNS": "100"}
+    for command in (["tenants", "create", "acme"], ["tenants", "add-index", "acme", "main"]):
+        subprocess.run([*SLUICE, *command], env=env, check=True, capture_output=True)
+    key = subprocess.run([*SLUICE, "keys", "create", "acme"], env=env, check=True, capture_output=True,
+                         text=True).stdout.strip()  # fmt: skip
+    lines = [{"document_id": hashlib.sha1(f"doc-{i}".encode()).hexdigest(), "title": f"Report {i}",
+              "allow_access_rights": [{"name": "public"}],
+              "document_content": {"content_type": "text/plain", "from_": {"plain_text_string": f"quarterly {i}"}}}
+             for i in range(120)] + [{"title": "draft", "is_indexable": False}]  # fmt: skip
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+
+    pushed = subprocess.run([*SLUICE, "documents", "push", str(path), "--tenant", "acme", "--wait"],
+                            env=env | {"SLUICE_API_KEY": key}, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "121 documents accepted" in pushed.stderr and "100%" in pushed.stderr
+    ids = [line["document_id"] for line in lines[:120]]
+    assert set(_wait_indexed(api, key, ids).values()) == {"indexed"}
+    found = api.get(f"{DOCUMENTS}/search", params={"tenant": "acme", "q": "quarterly"}, headers={"X-Auth": key})
+    assert found.json()["count"] == 120
+
+    # Cancelled in the UI (here: through the Prefect API), the processor is started again.
+    (first,) = _running_processors(sluice_up["prefect"])
+    httpx.post(f"{sluice_up['prefect']}/api/flow_runs/{first}/set_state",
+               json={"state": {"type": "CANCELLING"}, "force": True}, timeout=10)  # fmt: skip
+    deadline = time.monotonic() + 90
+    while (running := _running_processors(sluice_up["prefect"])) in ([], [first]) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(running) == 1 and running != [first], running
+    late = hashlib.sha1(b"late").hexdigest()
+    api.post(f"{DOCUMENTS}/document-batches", params={"tenant": "acme"}, headers={"X-Auth": key},
+             json={"documents": [{"document_id": late, "title": "late"}]})  # fmt: skip
+    assert _wait_indexed(api, key, [late]) == {late: "indexed"}
 
 
 def test_cancel_mid_reindex_removes_the_half_built_index(sluice_up, api, engine):
