@@ -168,9 +168,7 @@ def ingest_batch(
             continue
         seen.add(document_id)
         row = _store(session, index, existing.get(document_id), doc, document_id, content, batch_job, now)
-        result.documents.append(
-            Accepted(row.document_id, row.version, row.content_source_id, row.content_ingestion_job_id, row.status)
-        )
+        result.documents.append(_accepted(row))
     session.commit()
     return result
 
