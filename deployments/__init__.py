@@ -24,7 +24,7 @@ from flows.ingest_documents import process_documents
 DEPLOYMENT = "sluice"
 TASK_TAG = "sluice-task"  # marks the flow runs the /task API created and lists
 PROCESSOR = f"{process_documents.name}/{DEPLOYMENT}"
-KEEPER_INTERVAL = 15.0  # seconds between checks that the document processor runs
+KEEPER_INTERVAL = 5.0  # seconds between checks that the document processor runs
 LIVE_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
 
 logger = logging.getLogger("sluice.deployments")

@@ -64,8 +64,9 @@ def has_changes(settings: Settings) -> bool:
 
 
 @flow(name="process-documents", log_prints=False)
-def process_documents(until_idle: bool = False) -> int:
-    """Process stored document work until cancelled (or, with ``until_idle``, until none is left).
+def process_documents(until_idle: bool = False, max_hours: float = 24.0) -> int:
+    """Process stored document work until cancelled, or for ``max_hours`` (the runner then starts the
+    next run, so run history can age out), or with ``until_idle`` until none is left.
     Returns how many documents it handled."""
     logger = get_run_logger()
     settings = get_settings()
@@ -76,7 +77,8 @@ def process_documents(until_idle: bool = False) -> int:
         logger.info("%d documents claimed by a previous run are queued again", released)
     known: set[str] = set()  # search indexes known to exist
     handled, backoff = 0, 0.0
-    while True:
+    ends = time.monotonic() + max_hours * 3600
+    while time.monotonic() < ends:
         try:
             work = steps.claim_documents(db_engine, settings.PROCESS_BATCH_SIZE)
             if work:
@@ -97,3 +99,4 @@ def process_documents(until_idle: bool = False) -> int:
             if until_idle:
                 return handled
             time.sleep(settings.PROCESS_POLL_INTERVAL)
+    return handled
