@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from api.routers import ingestion, task
 from sluice.errors import (
@@ -73,6 +74,12 @@ for _error_type, _status in _STATUS.items():
 async def _prefect_unreachable(request: Request, exc: httpx.TransportError) -> JSONResponse:
     # Every httpx call the API makes goes to the Prefect API; the search engines raise their own errors.
     return _error(request, f"the Prefect API cannot be reached: {exc}", 503)
+
+
+@app.exception_handler(OperationalError)
+async def _database_busy(request: Request, _exc: OperationalError) -> JSONResponse:
+    # SQLite's write lock held past its timeout, or the database server gone: the request can be retried.
+    return _error(request, "the app database is busy or unreachable; retry shortly", 503)
 
 
 @app.get("/healthz", include_in_schema=False)

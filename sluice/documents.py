@@ -15,13 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AliasChoices, AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import func
+from sqlalchemy import bindparam, delete, func, insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from sluice.errors import InvalidInput, NotFound
+from sluice.errors import Conflict, InvalidInput, NotFound
 from sluice.models import Document, DocumentContent, DocumentIndex, DocumentStatus
 
 MAX_BATCH_DOCUMENTS = 1000
+INSERT_ATTEMPTS = 3
 DEFAULT_MAX_CONTENT_BYTES = 20 * 1024 * 1024
 # type/subtype (RFC 9110 tokens), then printable parameters: it goes back out as a header.
 CONTENT_TYPE_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;[ -~]*)?$"
@@ -142,15 +144,30 @@ def ingest_batch(
     if not isinstance(documents, list) or len(documents) > MAX_BATCH_DOCUMENTS:
         raise InvalidInput(f"documents: a list of at most {MAX_BATCH_DOCUMENTS} documents")
     index = resolve_index(session, tenant, index_id)
+    for attempt in range(1, INSERT_ATTEMPTS + 1):
+        try:
+            return _ingest(session, index, documents, max_content_bytes)
+        except IntegrityError:
+            # Another batch created one of these documents after we looked: look again, and the
+            # document becomes a new version of that one.
+            session.rollback()
+            if attempt == INSERT_ATTEMPTS:
+                raise Conflict("these documents are being written by other requests right now; retry") from None
+    raise AssertionError("unreachable")
+
+
+def _claimed_id(raw: Any) -> str | None:
+    """The id a document claims, for its error entry (only if it is a string at all)."""
+    claimed = raw.get("document_id") if isinstance(raw, dict) else None
+    return claimed if isinstance(claimed, str) else None
+
+
+def _ingest(session: Session, index: DocumentIndex, documents: list[Any], max_content_bytes: int) -> BatchResult:
     allowed = set(index.allowed_metadata_keys)
     batch_job = str(uuid.uuid4())  # documents that name no ingestion job share one for this batch
-    result = BatchResult(tenant=tenant, index_id=index.index_id)
-    seen: set[str] = set()
-    now = datetime.now(UTC)
-    claimed_ids = [d["document_id"] for d in documents if isinstance(d, dict) and isinstance(d.get("document_id"), str)]
-    existing = _rows(session, index, claimed_ids)
+    result = BatchResult(tenant=index.tenant, index_id=index.index_id)
+    valid: dict[str, tuple[DocumentIn, bytes | None]] = {}
     for raw in documents:
-        claimed_id = raw.get("document_id") if isinstance(raw, dict) else None
         try:
             doc = DocumentIn.model_validate(raw)
             unknown = sorted(set(doc.custom_metadata or {}) - allowed)
@@ -158,28 +175,27 @@ def ingest_batch(
                 raise ValueError(f"custom_metadata: keys not allowed by index {index.index_id!r}: {', '.join(unknown)}")
             content = _content_bytes(doc.document_content, max_content_bytes) if doc.document_content else None
             document_id = doc.document_id or str(uuid.uuid4())
-            if document_id in seen:
+            if document_id in valid:
                 raise ValueError("document_id appears twice in this batch")
         except ValidationError as exc:
-            result.errors.append({"document_id": claimed_id, "error_message": _message(exc)})
+            result.errors.append({"document_id": _claimed_id(raw), "error_message": _message(exc)})
             continue
         except ValueError as exc:
-            result.errors.append({"document_id": claimed_id, "error_message": str(exc)})
+            result.errors.append({"document_id": _claimed_id(raw), "error_message": str(exc)})
             continue
-        seen.add(document_id)
-        row = _store(session, index, existing.get(document_id), doc, document_id, content, batch_job, now)
-        result.documents.append(_accepted(row))
+        valid[document_id] = (doc, content)
+    if valid:
+        stored = _write(session, index, valid, batch_job)
+        result.documents = [stored[document_id] for document_id in valid]
     session.commit()
     return result
 
 
-def _store(
-    session: Session, index: DocumentIndex, row: Document | None, doc: DocumentIn, document_id: str,
-    data: bytes | None, batch_job: str, now: datetime,
-) -> Document:  # fmt: skip
+def _columns(doc: DocumentIn, batch_job: str, now: datetime) -> dict[str, Any]:
+    """A new version's column values, as sent (everything processing sets is reset)."""
     fields = doc.model_dump(exclude={"document_id", "document_content", "authors", "allow_access_rights"})
     content, url = doc.document_content, doc.document_content and doc.document_content.from_.url
-    fields |= {
+    return fields | {
         "authors": [doc.authors] if isinstance(doc.authors, str) else doc.authors,
         "allow_access_rights": [r.model_dump() for r in doc.allow_access_rights or []],
         "content_ingestion_job_id": doc.content_ingestion_job_id or batch_job,
@@ -189,19 +205,51 @@ def _store(
         "status": DocumentStatus.INGESTING.value, "deleted": False, "error_codes": None, "error_message": None,
         "request_last_updated_at": now, "claimed_at": None,
     }  # fmt: skip
-    if row is None:
-        row = Document(tenant=index.tenant, index_id=index.index_id, document_id=document_id, request_created_at=now)
-    else:
-        row.version += 1
-    row.sqlmodel_update(fields)
-    session.add(row)
-    session.flush()  # the row's id, for its content
-    stored = session.get(DocumentContent, row.id)
-    if data is None and stored is not None:
-        session.delete(stored)
-    elif data is not None:
-        session.merge(DocumentContent(document_pk=row.id, data=data))
-    return row
+
+
+def _write(
+    session: Session, index: DocumentIndex, valid: dict[str, tuple[DocumentIn, bytes | None]], batch_job: str
+) -> dict[str, Accepted]:
+    """Insert new documents and make new versions of stored ones, a few statements per batch (the
+    app database's write lock is held for as short as possible)."""
+    now = datetime.now(UTC)
+    table, contents = Document.__table__, DocumentContent.__table__
+    conn = session.connection()
+    existing = {
+        document_id: pk
+        for pk, document_id in conn.execute(
+            select(table.c.id, table.c.document_id).where(
+                table.c.tenant == index.tenant, table.c.index_id == index.index_id,
+                table.c.document_id.in_(list(valid)),
+            )
+        )
+    }  # fmt: skip
+    values = {document_id: _columns(doc, batch_job, now) for document_id, (doc, _) in valid.items()}
+    pks = dict(existing)
+    if new := [d for d in valid if d not in existing]:
+        rows = [values[d] | {"tenant": index.tenant, "index_id": index.index_id, "document_id": d, "version": 1,
+                             "request_created_at": now, "rights_version": 1, "rights_pending": False}
+                for d in new]  # fmt: skip
+        inserted = conn.execute(insert(table).returning(table.c.id, table.c.document_id), rows)
+        pks |= {document_id: pk for pk, document_id in inserted}
+    if existing:
+        names = list(next(iter(values.values())))
+        # version + 1 in SQL: a concurrent batch's new version is never lost.
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("pk"))
+            .values(version=table.c.version + 1, **{name: bindparam(f"new_{name}") for name in names})
+        )
+        conn.execute(stmt, [{"pk": pk} | {f"new_{k}": v for k, v in values[d].items()} for d, pk in existing.items()])
+        conn.execute(delete(contents).where(contents.c.document_pk.in_(list(existing.values()))))
+    if data := [{"document_pk": pks[d], "data": content} for d, (_, content) in valid.items() if content is not None]:
+        conn.execute(insert(contents), data)
+    versions = dict(conn.execute(select(table.c.id, table.c.version).where(table.c.id.in_(list(pks.values())))).all())
+    return {
+        d: Accepted(d, versions[pks[d]], values[d]["content_source_id"], values[d]["content_ingestion_job_id"],
+                    DocumentStatus.INGESTING.value)
+        for d in valid
+    }  # fmt: skip
 
 
 def _rows(session: Session, index: DocumentIndex, document_ids: list[str]) -> dict[str, Document]:
@@ -291,16 +339,14 @@ def update_access_rights(session: Session, tenant: str, index_id: str | None, do
     them in the search index on the processor's next pass (a partial update, no re-extraction)."""
     index = resolve_index(session, tenant, index_id)
     items = _check_batch(documents, "documents")
-    ids = [i["document_id"] for i in items if isinstance(i, dict) and isinstance(i.get("document_id"), str)]
-    rows = _rows(session, index, ids)
+    rows = _rows(session, index, [claimed for raw in items if (claimed := _claimed_id(raw))])
     result = BatchResult(tenant=tenant, index_id=index.index_id)
     now = datetime.now(UTC)
     for raw in items:
-        claimed_id = raw.get("document_id") if isinstance(raw, dict) else None
         try:
             item = RightsIn.model_validate(raw)
         except ValidationError as exc:
-            result.errors.append({"document_id": claimed_id, "error_message": _message(exc)})
+            result.errors.append({"document_id": _claimed_id(raw), "error_message": _message(exc)})
             continue
         row = rows.get(item.document_id)
         if row is None or row.deleted or row.status == DocumentStatus.MARKED_FOR_DELETION:

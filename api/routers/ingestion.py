@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from api.deps import SearchEngineDep, SessionDep, tenant_with_role
+from api.deps import SearchEngineDep, SessionDep, SettingsDep, tenant_with_role
 from sluice import documents as store
 from sluice.errors import NotFound
 from sluice.models import Document, DocumentContent, Tenant
@@ -50,9 +50,12 @@ def _batch(result: store.BatchResult) -> BatchResponse:
 
 
 @router.post("/document-batches", response_model=BatchResponse)
-def ingest_documents(body: DocumentBatch, tenant: TenantDep, session: SessionDep) -> BatchResponse:
+def ingest_documents(
+    body: DocumentBatch, tenant: TenantDep, session: SessionDep, settings: SettingsDep
+) -> BatchResponse:
     """Store a batch of documents (status ``ingesting``); each bad document is reported in ``errors``."""
-    return _batch(store.ingest_batch(session, tenant.name, body.index_id, body.documents))
+    limit = settings.DOCUMENT_MAX_CONTENT_BYTES
+    return _batch(store.ingest_batch(session, tenant.name, body.index_id, body.documents, max_content_bytes=limit))
 
 
 @router.post("/access-rights-batches", response_model=BatchResponse)
