@@ -127,8 +127,10 @@ def release_claims(engine: Engine) -> int:
 
 
 def claim_documents(engine: Engine, limit: int) -> list[Work]:
-    """Claim up to ``limit`` waiting documents, oldest request first."""
+    """Claim up to ``limit`` waiting documents, oldest request first (one UPDATE: the app database's
+    write lock is held as briefly as the API's)."""
     now = datetime.now(UTC)
+    table = Document.__table__
     with Session(engine, expire_on_commit=False) as session:
         ids = session.exec(
             select(Document.id)
@@ -139,18 +141,17 @@ def claim_documents(engine: Engine, limit: int) -> list[Work]:
         ).all()
         if not ids:
             return []
+        in_flight = case(
+            (table.c.is_indexable & table.c.indexed_version.is_not(None), S.INDEXING_UPDATE.value),
+            (table.c.is_indexable, S.INDEXING.value),
+            else_=table.c.status,  # not indexable: it stays "ingesting" until it is "ingested"
+        )
+        session.exec(update(table).where(table.c.id.in_(ids)).values(status=in_flight, claimed_at=now))
         rows = session.exec(select(Document).where(col(Document.id).in_(ids))).all()
         data = dict(session.exec(select(DocumentContent.document_pk, DocumentContent.data)
                                  .where(col(DocumentContent.document_pk).in_(ids))).all())  # fmt: skip
-        work = []
-        for row in rows:
-            if row.is_indexable:
-                row.status = (S.INDEXING_UPDATE if row.indexed_version is not None else S.INDEXING).value
-            row.claimed_at = now
-            session.add(row)
-            work.append(_work(row, data.get(row.id), now))
         session.commit()
-        return work
+        return [_work(row, data.get(row.id), now) for row in rows]
 
 
 def _work(row: Document, data: bytes | None, claimed_at: datetime) -> Work:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
 
 from api.deps import SearchEngineDep, SessionDep, SettingsDep, tenant_with_role
 from sluice import documents as store
@@ -45,27 +46,30 @@ PageQuery = Annotated[int, Query(ge=1, le=100_000)]
 PageSizeQuery = Annotated[int, Query(ge=1, le=1000)]
 
 
-def _batch(result: store.BatchResult) -> BatchResponse:
-    return BatchResponse.model_validate(result, from_attributes=True)
+def _json(model: BaseModel, exclude_none: bool = False) -> Response:
+    # Already validated: serialise once (FastAPI's response_model would validate the page again).
+    return Response(model.model_dump_json(exclude_none=exclude_none), media_type="application/json")
+
+
+def _batch(result: store.BatchResult) -> Response:
+    return _json(BatchResponse.model_validate(result, from_attributes=True))
 
 
 @router.post("/document-batches", response_model=BatchResponse)
-def ingest_documents(
-    body: DocumentBatch, tenant: TenantDep, session: SessionDep, settings: SettingsDep
-) -> BatchResponse:
+def ingest_documents(body: DocumentBatch, tenant: TenantDep, session: SessionDep, settings: SettingsDep) -> Response:
     """Store a batch of documents (status ``ingesting``); each bad document is reported in ``errors``."""
     limit = settings.DOCUMENT_MAX_CONTENT_BYTES
     return _batch(store.ingest_batch(session, tenant.name, body.index_id, body.documents, max_content_bytes=limit))
 
 
 @router.post("/access-rights-batches", response_model=BatchResponse)
-def update_access_rights(body: AccessRightsBatch, tenant: TenantDep, session: SessionDep) -> BatchResponse:
+def update_access_rights(body: AccessRightsBatch, tenant: TenantDep, session: SessionDep) -> Response:
     """Replace documents' access rights without processing their content again."""
     return _batch(store.update_access_rights(session, tenant.name, body.index_id, body.documents))
 
 
 @router.post("/delete-document-batches", response_model=BatchResponse)
-def delete_documents(body: DeleteBatch, tenant: TenantDep, session: SessionDep) -> BatchResponse:
+def delete_documents(body: DeleteBatch, tenant: TenantDep, session: SessionDep) -> Response:
     """Mark documents for deletion; they leave the index shortly after and read ``deleted: true``."""
     return _batch(store.mark_for_deletion(session, tenant.name, body.index_id, body.document_ids))
 
@@ -129,7 +133,7 @@ def list_documents(
     uri_in: Annotated[list[str], Query(max_length=1000, description="Repeat the parameter.")] = [],  # noqa: B006
     include_document_status: StatusQuery = False,
     page: PageQuery = 1, page_size: PageSizeQuery = 100,
-) -> DocumentPage:  # fmt: skip
+) -> Response:  # fmt: skip
     """A page of the tenant's documents, oldest request first, with links to the next and previous pages."""
     count, rows = store.list_documents(
         session, tenant.name, index_id, content_source_id=content_source_id,
@@ -137,8 +141,9 @@ def list_documents(
         document_id_in=document_id_in, uri_in=uri_in, page=page, page_size=page_size,
     )  # fmt: skip
     results = [_stored(request, row, include_document_status) for row in rows]
-    return DocumentPage(count=count, page=page, page_size=page_size, results=results,
-                        **_page_links(count, page, page_size))  # fmt: skip
+    page_body = DocumentPage(count=count, page=page, page_size=page_size, results=results,
+                             **_page_links(count, page, page_size))  # fmt: skip
+    return _json(page_body, exclude_none=True)
 
 
 @router.get("/{document_id}", response_model=StoredDocument, response_model_exclude_none=True)
