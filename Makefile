@@ -29,8 +29,9 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# BENCH=documents runs benchmarks/documents (ingestion API latency and throughput) instead.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.reindex $(ARGS)
+	$(BIN)/python -m benchmarks.$(or $(BENCH),reindex) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .sluice

@@ -1,7 +1,8 @@
-"""Smoke test of `make bench`: the reindex benchmark runs end to end on the embedded engine.
+"""Smoke tests of the benchmarks: the reindex benchmark (`make bench`) runs end to end on the
+embedded engine, and the document-ingestion benchmark runs a few seconds against `sluice up`.
 
-It checks that the benchmark works (exit 0, every index complete, a table with a ratio), never
-how fast anything is.
+They check that the benchmarks work (exit 0, everything indexed, tables with a ratio and the
+goals' verdicts), never how fast anything is.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+
+
 def test_reindex_benchmark_quick_embedded():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+    env = _env()
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.reindex", "--quick", "--engines", "embedded"],
         cwd=REPO,
@@ -33,4 +38,32 @@ def test_reindex_benchmark_quick_embedded():
     assert len(rows) == 2, proc.stdout
     assert all(float(ratio) > 0 for _, ratio in rows)
     assert re.search(r"^embedded: Sluice peak memory (stayed flat|did NOT stay flat)", proc.stdout, re.M)
+    assert "FAILED" not in proc.stdout
+
+
+def test_documents_benchmark_few_seconds_low_rate():
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.documents", "--seconds", "3", "--rate", "200", "--warmup-batches", "2"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert re.search(r"^latency\s+p50\s+p95\s+max\s+n$", proc.stdout, re.M), proc.stdout
+    # a row: name, then p50, p95 and max (ms or s), then how many
+    figure = r"([\d,.]+) (ms|s)"
+    for name in ("POST under load", "POST -> indexed under load \\(first seen\\)",
+                 "POST -> indexed, read in the app database", "baseline: bulk \\+ refresh of 100 documents"):  # fmt: skip
+        assert re.search(rf"^{name}\s+{figure}\s+{figure}\s+{figure}\s+[\d,]+$", proc.stdout, re.M), (name, proc.stdout)
+    indexed = re.search(r"^POST -> indexed under load \(first seen\).*\s([\d,]+)$", proc.stdout, re.M)
+    assert indexed and indexed.group(1) == "600", proc.stdout  # 3 s at 200 docs/s: every document seen indexed
+    assert re.search(r"^indexed, read in the app database, second half\s+[\d,]+$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^baseline, in-process, back to back\s+[\d,]+$", proc.stdout, re.M), proc.stdout
+    ratio = re.search(r"^ratio = Sluice indexed docs/s .* / baseline docs/s = ([\d.e-]+) ", proc.stdout, re.M)
+    assert ratio and float(ratio.group(1)) > 0, proc.stdout
+    assert len(re.findall(r"^  POST.*: (PASS|FAIL) \(p95 ", proc.stdout, re.M)) == 2, proc.stdout
+    assert re.search(r"^sluice up stopped on SIGTERM in [\d.]+ s \(exit code 0\)$", proc.stdout, re.M), proc.stdout
     assert "FAILED" not in proc.stdout
