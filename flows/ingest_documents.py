@@ -32,6 +32,7 @@ def index_documents(work: list[steps.Work], count: int, engine: SearchEngine, kn
     settings = get_settings()
     db_engine = get_engine(settings.database_url)
     outcomes = steps.prepare_all(work, settings)
+    steps.mark_for_quarantine(db_engine, outcomes)
     try:
         steps.write_outcomes(engine, outcomes, known)
     except EngineUnavailable:

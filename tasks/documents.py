@@ -265,6 +265,24 @@ def write_outcomes(engine: SearchEngine, outcomes: list[Outcome], known: set[str
 # --- recording outcomes ------------------------------------------------------------------------------
 
 
+def mark_for_quarantine(engine: Engine, outcomes: list[Outcome]) -> None:
+    """Show documents whose content failed a check as ``marked_for_quarantine`` (with why) while
+    their earlier version leaves the search index; the claim is kept."""
+    table = Document.__table__
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("pk"), table.c.version == bindparam("v"), table.c.claimed_at == bindparam("at"))
+        .values(
+            status=S.MARKED_FOR_QUARANTINE.value, error_codes=bindparam("codes"), error_message=bindparam("message")
+        )
+    )
+    params = [{"pk": o.work.pk, "v": o.work.version, "at": o.work.claimed_at, "codes": o.error_codes,
+               "message": o.error_message} for o in outcomes if o.status == S.MARKED_FOR_QUARANTINE.value]  # fmt: skip
+    if params:
+        with engine.begin() as conn:
+            conn.execute(stmt, params)
+
+
 def record_outcomes(engine: Engine, outcomes: list[Outcome]) -> Report:
     """Write each outcome if its document still holds the claimed version and claim."""
     report = Report()
@@ -305,7 +323,7 @@ def release(engine: Engine, work: Iterable[Work]) -> None:
     stmt = (
         update(table)
         .where(table.c.id == bindparam("pk"), table.c.claimed_at == bindparam("at"))
-        .values(status=S.INGESTING.value, claimed_at=None)
+        .values(status=S.INGESTING.value, claimed_at=None, error_codes=None, error_message=None)
     )
     params = [{"pk": w.pk, "at": w.claimed_at} for w in work]
     if params:

@@ -150,3 +150,24 @@ def test_an_unreachable_engine_gives_the_work_back(db_engine, tmp_path):
 
     assert (row(db_engine, "a").status, row(db_engine, "a").claimed_at) == ("ingesting", None)
     assert len(steps.claim_documents(db_engine, 10)) == 1
+
+
+def test_content_that_fails_a_check_is_marked_then_quarantined_and_leaves_the_index(db_engine, embedded_engine):
+    ingest(db_engine, text_doc("a", "alpha"))
+    run_pass(db_engine, embedded_engine)
+    png = {"content_type": "application/pdf", "from_": {"base64_string": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"}}
+    ingest(db_engine, {"document_id": sha1("a"), "document_content": png})
+
+    work = steps.claim_documents(db_engine, 10)
+    outcomes = steps.prepare_all(work, Settings())
+    steps.mark_for_quarantine(db_engine, outcomes)
+    marked = row(db_engine, "a")
+    assert (marked.status, marked.error_codes) == ("marked_for_quarantine", ["content_type_mismatch"])
+    assert searchable(embedded_engine, "alpha") == [sha1("a")]  # the earlier version, until removed
+
+    steps.write_outcomes(embedded_engine, outcomes, set())
+    steps.record_outcomes(db_engine, outcomes)
+
+    done = row(db_engine, "a")
+    assert (done.status, done.error_codes, done.indexed_version) == ("quarantined", ["content_type_mismatch"], None)
+    assert searchable(embedded_engine, "alpha") == []
