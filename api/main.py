@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from api.routers import ingestion, task
+from api.routers import connectors, ingestion, task
 from sluice.errors import (
     ConfigurationError,
     Conflict,
@@ -27,6 +27,7 @@ app = FastAPI(
 )
 app.include_router(task.router)
 app.include_router(ingestion.router)
+app.include_router(connectors.router)
 
 _STATUS = {
     InvalidInput: 400,
@@ -47,10 +48,19 @@ def _message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+ALGOLIA_CODES = {400: "invalid_request", 403: "invalid_credentials", 404: "resource_not_found", 409: "conflict",
+                 429: "too_many_requests", 503: "service_unavailable"}  # fmt: skip
+
+
 def _error(request: Request, message: str, status: int) -> JSONResponse:
-    """Each API's own error body: FastAPI's ``detail`` for the ingestion API, ``message`` for /task."""
-    if request.url.path.startswith(ingestion.PREFIX):
+    """Each API's own error body: FastAPI's ``detail`` for the ingestion API, Algolia's
+    ``{error: {code}, message, status}`` for the connectors API, ``message`` for /task."""
+    path = request.url.path
+    if path.startswith(ingestion.PREFIX):
         return JSONResponse({"detail": message}, status_code=status)
+    if path == connectors.PREFIX or path.startswith(connectors.PREFIX + "/"):
+        code = ALGOLIA_CODES.get(status, "error")
+        return JSONResponse({"error": {"code": code}, "message": message, "status": status}, status_code=status)
     return JSONResponse({"message": message}, status_code=status)
 
 
@@ -58,8 +68,8 @@ def _error(request: Request, message: str, status: int) -> JSONResponse:
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     if request.url.path.startswith(ingestion.PREFIX):  # FastAPI's own shape: 422 with every error
         return JSONResponse({"detail": jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"})}, 422)
-    # The Openverse-style API answers 400 with a message for any malformed request.
-    return JSONResponse({"message": _message(exc)}, status_code=400)
+    # The Openverse- and Algolia-style APIs answer 400 with a message for any malformed request.
+    return _error(request, _message(exc), 400)
 
 
 for _error_type, _status in _STATUS.items():

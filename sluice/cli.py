@@ -150,6 +150,27 @@ def keys_create(
     typer.echo(key)
 
 
+apps_app = typer.Typer(help="Applications of the connectors API (/1/…): a tenant and its keys.", no_args_is_help=True)
+app.add_typer(apps_app, name="apps")
+
+
+@apps_app.command("create")
+def apps_create(
+    name: Annotated[str, typer.Argument(help="Application ID (the tenant's name; an existing tenant is reused).")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an application and a connectors-admin key; prints the Application ID and the API key."""
+    from sluice import credentials
+    from sluice.models import Tenant
+
+    with _session(data_dir) as session:
+        if session.get(Tenant, name) is None:
+            _domain(lambda: credentials.create_tenant(session, name))
+        row, key = _domain(lambda: credentials.create_key(session, name, ["connectors-admin"], "connectors"))
+        console.print(f"application {name}: X-Algolia-Application-Id: {name}; key {row.key_id} (shown once):")
+    typer.echo(key)
+
+
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDirOption = None) -> None:
     """Revoke a key at once."""

@@ -126,9 +126,11 @@ MEDIA_TABLES: dict[str, tuple[type[MediaBase], type[SQLModel], type[SQLModel]]] 
 }
 
 
-# --- tenants and credentials (document ingestion) ---------------------------------------------
+# --- tenants and credentials -------------------------------------------------------------------
 
-ROLES = ("ingestion-manager",)
+# ingestion-manager: the document ingestion API; connectors-admin: the connectors API (/1/…),
+# where the tenant is the Algolia-style "application".
+ROLES = ("ingestion-manager", "connectors-admin")
 
 
 def _now() -> datetime:
@@ -136,7 +138,8 @@ def _now() -> datetime:
 
 
 class Tenant(SQLModel, table=True):
-    """A customer of the ingestion API; every document and key belongs to exactly one."""
+    """A customer: an ingestion-API tenant and a connectors-API application (same name); every
+    document, connector resource and key belongs to exactly one."""
 
     __tablename__ = "tenant"
 
@@ -240,3 +243,24 @@ class DocumentContent(SQLModel, table=True):
 
     document_pk: int = Field(foreign_key="document.id", primary_key=True)
     data: bytes = Field(sa_type=LargeBinary)
+
+
+# --- connectors (Algolia-style /1/…) ---------------------------------------------------------------
+
+
+class ConnectorAuthentication(SQLModel, table=True):
+    """Credentials a source or destination logs in with. ``input_secret`` holds the whole input,
+    encrypted (``sluice.secret_box``); ``input_public`` only the parts that are not secret."""
+
+    __tablename__ = "connector_authentication"
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
+    tenant: str = Field(foreign_key="tenant.name", index=True, max_length=64)
+    type: str = Field(max_length=32)
+    name: str = Field(max_length=1024)
+    platform: str | None = Field(default=None, max_length=32)
+    input_public: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    input_secret: str
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     EXTRACT_MAX_CHARS: int = Field(default=1_000_000, gt=0, description="Longest text indexed per document.")
     PROCESS_BATCH_SIZE: int = Field(default=500, gt=0, description="Documents the processor claims per pass.")
     PROCESS_POLL_INTERVAL: float = Field(default=0.2, gt=0, description="Seconds between looks for new work.")
+    SECRET_KEY: SecretStr | None = Field(
+        default=None, description="Fernet key encrypting connector secrets; default: DATA_DIR/secret.key."
+    )
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8001
     API_URL: str | None = Field(default=None, description="Base URL the CLI and status links use.")

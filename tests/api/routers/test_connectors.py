@@ -1,0 +1,203 @@
+"""The connectors API (/1/…): Algolia-style credentials and errors, and authentications — secrets
+encrypted at rest and never returned, validation, paging, PATCH, soft delete, application isolation."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from api.main import app
+from sluice import connectors, credentials, db
+from sluice.models import ConnectorAuthentication
+from sluice.settings import get_settings
+
+AUTHS = "/1/authentications"
+INPUTS = {
+    "googleServiceAccount": ({"clientEmail": "sa@p.iam.gserviceaccount.com", "privateKey": "PK-secret-1"},
+                             {"clientEmail": "sa@p.iam.gserviceaccount.com"}),
+    "basic": ({"username": "ada", "password": "pw-secret-2"}, {"username": "ada"}),
+    "apiKey": ({"key": "key-secret-3"}, {}),
+    "oauth": ({"url": "https://auth.example.org/token", "client_id": "cid", "client_secret": "cs-secret-4"},
+              {"url": "https://auth.example.org/token", "client_id": "cid"}),
+    "algolia": ({"appID": "APP1", "apiKey": "ak-secret-5"}, {"appID": "APP1"}),
+}  # fmt: skip
+
+
+@pytest.fixture
+def client(sluice_env):
+    url = get_settings().database_url
+    db.upgrade(url)
+    keys = {}
+    with db.session(url) as session:
+        for name in ("shop", "museum"):
+            credentials.create_tenant(session, name)
+            keys[name] = credentials.create_key(session, name, ["connectors-admin"])[1]
+        keys["ingestion-only"] = credentials.create_key(session, "shop", ["ingestion-manager"])[1]
+    with TestClient(app) as test_client:
+        test_client.keys = keys
+        yield test_client
+
+
+def headers(client, app_id: str = "shop", key: str | None = None) -> dict[str, str]:
+    return {"X-Algolia-Application-Id": app_id, "X-Algolia-API-Key": key or client.keys[app_id]}
+
+
+def create(client, auth_type: str = "basic", name: str = "auth", app_id: str = "shop", **extra) -> str:
+    body = {"type": auth_type, "name": name, "input": INPUTS[auth_type][0]} | extra
+    response = client.post(AUTHS, json=body, headers=headers(client, app_id))
+    assert response.status_code == 200, response.text
+    return response.json()["authenticationID"]
+
+
+@pytest.mark.parametrize(
+    "make_headers",
+    [
+        lambda c: {},
+        lambda c: {"X-Algolia-Application-Id": "shop"},
+        lambda c: {"X-Algolia-API-Key": c.keys["shop"]},
+        lambda c: headers(c, "shop", "sk_nope_nope"),
+        lambda c: headers(c, "museum", c.keys["shop"]),  # another application's key
+        lambda c: headers(c, "shop", c.keys["ingestion-only"]),  # a key without connectors-admin
+    ],
+    ids=["none", "no key", "no app id", "bad key", "other app's key", "ingestion key"],
+)
+def test_credentials_are_refused_with_403_in_algolia_shape(client, make_headers):
+    response = client.get(AUTHS, headers=make_headers(client))
+
+    assert response.status_code == 403
+    assert response.json() == {"error": {"code": "invalid_credentials"}, "message": "Invalid Application-Id or API-Key",
+                               "status": 403}  # fmt: skip
+
+
+@pytest.mark.parametrize("auth_type", list(INPUTS))
+def test_secrets_are_encrypted_at_rest_and_never_returned(client, auth_type):
+    secret_input, public_input = INPUTS[auth_type]
+    auth_id = create(client, auth_type, name=f"my {auth_type}")
+
+    got = client.get(f"{AUTHS}/{auth_id}", headers=headers(client)).json()
+    listed = client.get(AUTHS, headers=headers(client)).json()["authentications"]
+
+    assert got["input"] == public_input and got["type"] == auth_type and got["name"] == f"my {auth_type}"
+    assert got["createdAt"].endswith("Z")
+    for shown in (got, *listed):
+        assert not any(value.endswith("-secret-" + value[-1]) for value in _strings(shown)), shown
+    with Session(db.get_engine(get_settings().database_url)) as session:
+        row = session.get(ConnectorAuthentication, auth_id)
+        secret = next(v for k, v in secret_input.items() if "secret" in str(v))
+        assert secret not in row.input_secret and secret not in str(row.input_public)
+        assert connectors.authentication_secret(row) == secret_input
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"type": "kerberos", "name": "x", "input": {}}, "type"),
+        ({"type": "basic", "input": {"username": "a", "password": "b"}}, "name"),
+        ({"type": "basic", "name": "x", "input": {"username": "a"}}, "password"),
+        ({"type": "basic", "name": "x", "input": {"key": "k"}}, "input"),
+        ({"type": "apiKey", "name": "x", "input": {"key": "k", "extra": 1}}, "extra"),
+        ({"type": "basic", "name": "x", "platform": "shopify", "input": {"username": "a", "password": "b"}}, "platform"),
+        ({"type": "basic", "name": "x", "input": "user:pass"}, "input"),
+        ({"type": "basic", "name": "x", "input": {"username": "a", "password": "b"}, "colour": "red"}, "colour"),
+    ],
+)  # fmt: skip
+def test_invalid_bodies_answer_400_in_algolia_shape_and_store_nothing(client, body, fragment):
+    response = client.post(AUTHS, json=body, headers=headers(client))
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {"code": "invalid_request"} and response.json()["status"] == 400
+    assert fragment in response.json()["message"]
+    assert client.get(AUTHS, headers=headers(client)).json()["pagination"]["nbItems"] == 0
+
+
+def test_list_pages_filters_and_sorts(client):
+    for i, (auth_type, platform) in enumerate([("basic", None), ("apiKey", "bigcommerce"), ("oauth", "commercetools"),
+                                               ("basic", "commercetools"), ("algolia", None)]):  # fmt: skip
+        create(client, auth_type, name=f"a{i}", **({"platform": platform} if platform else {}))
+    create(client, "basic", name="museum's", app_id="museum")
+
+    def names(**params) -> list[str]:
+        body = client.get(AUTHS, params=params, headers=headers(client)).json()
+        return [a["name"] for a in body["authentications"]]
+
+    assert names(sort="name", order="asc") == ["a0", "a1", "a2", "a3", "a4"]
+    assert names() == ["a4", "a3", "a2", "a1", "a0"]  # createdAt, newest first
+    assert names(type="basic", sort="name", order="asc") == ["a0", "a3"]
+    assert names(platform="commercetools", sort="name", order="asc") == ["a2", "a3"]
+    assert names(platform="none", sort="name", order="asc") == ["a0", "a4"]
+    page = client.get(AUTHS, params={"itemsPerPage": 2, "page": 3, "sort": "name", "order": "asc"},
+                      headers=headers(client)).json()  # fmt: skip
+    assert [a["name"] for a in page["authentications"]] == ["a4"]
+    assert page["pagination"] == {"nbPages": 3, "page": 3, "nbItems": 5, "itemsPerPage": 2}
+    for bad in ({"itemsPerPage": 0}, {"itemsPerPage": 101}, {"page": 0}, {"sort": "secret"}, {"order": "up"},
+                {"type": "kerberos"}):  # fmt: skip
+        assert client.get(AUTHS, params=bad, headers=headers(client)).status_code == 400, bad
+
+
+def test_search_by_ids_returns_only_the_applications_own(client):
+    mine, other = create(client, name="mine"), create(client, name="theirs", app_id="museum")
+
+    found = client.post(f"{AUTHS}/search", json={"authenticationIDs": [mine, other, "nope"]}, headers=headers(client))
+
+    assert [a["authenticationID"] for a in found.json()] == [mine]
+
+
+def test_patch_renames_rotates_a_secret_alone_and_changes_type_only_with_a_whole_input(client):
+    auth_id = create(client, "basic", name="old")
+
+    renamed = client.patch(f"{AUTHS}/{auth_id}", json={"name": "new"}, headers=headers(client)).json()
+    rotated = client.patch(f"{AUTHS}/{auth_id}", json={"input": {"password": "rotated"}}, headers=headers(client))
+    half_type = client.patch(f"{AUTHS}/{auth_id}", json={"type": "apiKey"}, headers=headers(client))
+    whole_type = client.patch(f"{AUTHS}/{auth_id}", json={"type": "apiKey", "input": {"key": "k2"}},
+                              headers=headers(client))  # fmt: skip
+
+    assert renamed["name"] == "new" and renamed["updatedAt"].endswith("Z")
+    assert rotated.status_code == 200
+    assert half_type.status_code == 400 and "key" in half_type.json()["message"]
+    assert whole_type.status_code == 200
+    got = client.get(f"{AUTHS}/{auth_id}", headers=headers(client)).json()
+    assert (got["type"], got["name"], got["input"]) == ("apiKey", "new", {})
+    with Session(db.get_engine(get_settings().database_url)) as session:
+        assert connectors.authentication_secret(session.get(ConnectorAuthentication, auth_id)) == {"key": "k2"}
+
+
+def test_rotating_a_secret_keeps_the_rest_of_the_input(client):
+    auth_id = create(client, "basic")
+    client.patch(f"{AUTHS}/{auth_id}", json={"input": {"password": "rotated"}}, headers=headers(client))
+
+    with Session(db.get_engine(get_settings().database_url)) as session:
+        row = session.get(ConnectorAuthentication, auth_id)
+        assert connectors.authentication_secret(row) == {"username": "ada", "password": "rotated"}
+
+
+def test_delete_is_soft_and_the_authentication_is_gone_from_every_read(client):
+    auth_id = create(client)
+
+    deleted = client.delete(f"{AUTHS}/{auth_id}", headers=headers(client))
+
+    assert deleted.status_code == 200 and deleted.json()["deletedAt"].endswith("Z")
+    gone = client.get(f"{AUTHS}/{auth_id}", headers=headers(client))
+    assert gone.status_code == 404 and gone.json()["error"] == {"code": "resource_not_found"}
+    assert client.get(AUTHS, headers=headers(client)).json()["authentications"] == []
+    assert client.delete(f"{AUTHS}/{auth_id}", headers=headers(client)).status_code == 404
+    with Session(db.get_engine(get_settings().database_url)) as session:
+        assert session.get(ConnectorAuthentication, auth_id) is not None
+
+
+def test_another_application_can_neither_read_nor_change_an_authentication(client):
+    auth_id = create(client, name="shop's")
+    museum = headers(client, "museum")
+
+    assert client.get(f"{AUTHS}/{auth_id}", headers=museum).status_code == 404
+    assert client.patch(f"{AUTHS}/{auth_id}", json={"name": "taken"}, headers=museum).status_code == 404
+    assert client.delete(f"{AUTHS}/{auth_id}", headers=museum).status_code == 404
+    assert client.get(f"{AUTHS}/{auth_id}", headers=headers(client)).json()["name"] == "shop's"
