@@ -1,31 +1,40 @@
 """The connectors API's resources (Algolia Ingestion API, ``/1/…``), stored per application (tenant).
 
-Authentications keep their whole input encrypted (``sluice.secret_box``); only the parts that are
-not secret are kept readable and ever returned.
+Authentications, destinations and sources share one shape: a ``type``, a ``name``, an ``input``
+checked against the model of its type, soft deletes, and the same list/search/get/patch. Each kind
+is described once (``Kind``) and served by the same functions. Authentications keep their whole
+input encrypted (``sluice.secret_box``); only the parts that are not secret are ever returned.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from sluice import secret_box
 from sluice.errors import InvalidInput, NotFound
-from sluice.models import ConnectorAuthentication
+from sluice.models import ConnectorAuthentication, ConnectorDestination, ConnectorResource, ConnectorSource
 
-AuthenticationType = Literal["googleServiceAccount", "basic", "apiKey", "oauth", "algolia"]
-Platform = Literal["bigcommerce", "commercetools"]
 Order = Literal["asc", "desc"]
+AuthenticationType = Literal["googleServiceAccount", "basic", "apiKey", "oauth", "algolia"]
+DestinationType = Literal["search", "insights", "flow"]
+SourceType = Literal["bigcommerce", "commercetools", "json", "csv", "bigquery", "docker"]
+Platform = Literal["bigcommerce", "commercetools"]
 
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
     secret_fields: ClassVar[tuple[str, ...]] = ()
+
+
+# --- authentication inputs -----------------------------------------------------------------------------
 
 
 class AuthGoogleServiceAccount(_Input):
@@ -58,57 +67,160 @@ class AuthAlgolia(_Input):
     secret_fields: ClassVar[tuple[str, ...]] = ("apiKey",)
 
 
-AUTH_INPUTS: dict[str, type[_Input]] = {
-    "googleServiceAccount": AuthGoogleServiceAccount,
-    "basic": AuthBasic,
-    "apiKey": AuthAPIKey,
-    "oauth": AuthOAuth,
-    "algolia": AuthAlgolia,
-}
+# --- destination inputs ----------------------------------------------------------------------------------
+
+# "a.b", "a.[0].b", "a.[*].b": names, array positions or every element, separated by dots.
+EXCLUDE_PATH = re.compile(r"^(?:[^.\[\]]+|\[(?:\d+|\*)\])(?:\.(?:[^.\[\]]+|\[(?:\d+|\*)\]))*$")
+INDEX_NAME = r"^[^\s/\\*?\"<>|,#]{1,255}$"
 
 
-class AuthenticationCreate(BaseModel):
+class DestinationInput(_Input):
+    """Either ``indexPrefix`` or ``indexName`` (with its record type and excluded attributes)."""
+
+    indexPrefix: str | None = Field(default=None, pattern=INDEX_NAME)
+    indexName: str | None = Field(default=None, pattern=INDEX_NAME)
+    recordType: Literal["product", "variant"] | None = None
+    attributesToExclude: list[str] | None = Field(default=None, max_length=1000)
+
+    @field_validator("attributesToExclude")
+    @classmethod
+    def _paths(cls, value: list[str] | None) -> list[str] | None:
+        bad = [path for path in value or [] if not EXCLUDE_PATH.match(path)]
+        if bad:
+            raise ValueError(f"not an attribute path (a.b, a.[0].b or a.[*].b): {', '.join(map(repr, bad))}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DestinationInput:
+        if (self.indexPrefix is None) == (self.indexName is None):
+            raise ValueError("give either indexName or indexPrefix")
+        if self.indexPrefix is not None and (self.recordType or self.attributesToExclude):
+            raise ValueError("recordType and attributesToExclude go with indexName, not indexPrefix")
+        return self
+
+
+# --- source inputs -------------------------------------------------------------------------------------------
+
+
+class SourceCommercetools(_Input):
+    url: str = Field(min_length=1)
+    projectKey: str = Field(min_length=1)
+    storeKeys: list[str] | None = None
+    locales: list[str] | None = None
+    fallbackIsInStockValue: bool = True
+
+    @field_validator("locales")
+    @classmethod
+    def _locales(cls, value: list[str] | None) -> list[str] | None:
+        bad = [locale for locale in value or [] if not re.fullmatch(r"[a-z]{2}(-[A-Z]{2})?", locale)]
+        if bad:
+            raise ValueError(f"locales must match ^[a-z]{{2}}(-[A-Z]{{2}})?$ (e.g. fr-FR, en): {', '.join(bad)}")
+        return value
+
+
+class BigCommerceChannel(_Input):
+    id: int
+    currencies: list[str] | None = None
+
+
+class BigCommerceMetafield(_Input):
+    namespace: str
+    key: str
+
+
+class SourceBigCommerce(_Input):
+    storeHash: str = Field(min_length=1)
+    channel: BigCommerceChannel | None = None
+    customFields: list[str] | None = None
+    productMetafields: list[BigCommerceMetafield] | None = None
+    variantMetafields: list[BigCommerceMetafield] | None = None
+
+
+class SourceJSON(_Input):
+    url: str = Field(pattern=r"^(https?|file)://")
+    uniqueIDColumn: str | None = None
+    method: Literal["GET", "POST"] = "GET"
+
+
+class SourceCSV(SourceJSON):
+    mapping: dict[str, Literal["string", "integer", "float", "boolean", "json"]] | None = None
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str) -> str:
+        if value in ("\r", "\n", "\ufffd", " "):
+            raise ValueError("the delimiter cannot be \\r, \\n, U+FFFD or a space")
+        return value
+
+
+class SourceBigQuery(_Input):
+    projectID: str = Field(min_length=1)
+    datasetID: str = Field(min_length=1)
+    dataType: Literal["ga4", "ga360"] | None = None
+    table: str | None = None
+    tablePrefix: str | None = None
+    customSQLRequest: str | None = None
+    uniqueIDColumn: str | None = None
+
+
+class SourceDocker(_Input):
+    imageType: Literal["singer", "custom", "airbyte"]
+    registry: Literal["dockerhub", "ghcr"]
+    image: str = Field(min_length=1)
+    version: str = "latest"
+    configuration: dict[str, Any]
+
+
+# --- the kinds -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    model: type[ConnectorResource]
+    label: str  # "Authentication"
+    id_field: str  # "authenticationID"
+    inputs: dict[str, type[_Input]]
+    sort: dict[str, str]  # API sort key -> column
+
+
+AUTHENTICATIONS = Kind(
+    ConnectorAuthentication, "Authentication", "authenticationID",
+    {"googleServiceAccount": AuthGoogleServiceAccount, "basic": AuthBasic, "apiKey": AuthAPIKey, "oauth": AuthOAuth,
+     "algolia": AuthAlgolia},
+    {"name": "name", "auth_type": "type", "platform": "platform", "updatedAt": "updated_at", "createdAt": "created_at"},
+)  # fmt: skip
+DESTINATIONS = Kind(
+    ConnectorDestination, "Destination", "destinationID",
+    {"search": DestinationInput, "insights": DestinationInput, "flow": DestinationInput},
+    {"name": "name", "type": "type", "updatedAt": "updated_at", "createdAt": "created_at"},
+)  # fmt: skip
+SOURCES = Kind(
+    ConnectorSource, "Source", "sourceID",
+    {"bigcommerce": SourceBigCommerce, "commercetools": SourceCommercetools, "json": SourceJSON, "csv": SourceCSV,
+     "bigquery": SourceBigQuery, "docker": SourceDocker},
+    {"name": "name", "type": "type", "updatedAt": "updated_at", "createdAt": "created_at"},
+)  # fmt: skip
+
+
+class ResourceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: AuthenticationType
+    type: str
     name: str = Field(min_length=1, max_length=1024)
-    platform: Platform | None = None
     input: dict[str, Any]
+    platform: Platform | None = None  # authentications only
+    authenticationID: str | None = Field(default=None, max_length=36)  # destinations and sources only
 
 
-class AuthenticationUpdate(BaseModel):
+class ResourceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: AuthenticationType | None = None
+    type: str | None = None
     name: str | None = Field(default=None, min_length=1, max_length=1024)
-    platform: Platform | None = None
     input: dict[str, Any] | None = None
-
-
-def _validate_input(auth_type: str, value: dict[str, Any]) -> _Input:
-    try:
-        return AUTH_INPUTS[auth_type].model_validate(value)
-    except ValidationError as exc:
-        where = "; ".join(f"input.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"{where} (for an authentication of type {auth_type})") from None
-
-
-def _sealed(auth_type: str, value: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    checked = _validate_input(auth_type, value)
-    full = checked.model_dump()
-    public = {k: v for k, v in full.items() if k not in checked.secret_fields}
-    return public, secret_box.seal(full)
-
-
-def authentication_view(row: ConnectorAuthentication) -> dict[str, Any]:
-    """The wire form: secrets never leave (they are left out of ``input``)."""
-    view = {"authenticationID": row.id, "type": row.type, "name": row.name, "input": row.input_public,
-            "createdAt": rfc3339(row.created_at)}  # fmt: skip
-    if row.platform:
-        view["platform"] = row.platform
-    if row.updated_at:
-        view["updatedAt"] = rfc3339(row.updated_at)
-    return view
+    platform: Platform | None = None
+    authenticationID: str | None = Field(default=None, max_length=36)
 
 
 def rfc3339(value: datetime) -> str:
@@ -116,19 +228,72 @@ def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def create_authentication(session: Session, tenant: str, body: AuthenticationCreate) -> ConnectorAuthentication:
-    public, secret = _sealed(body.type, body.input)
-    row = ConnectorAuthentication(tenant=tenant, type=body.type, name=body.name, platform=body.platform,
-                                  input_public=public, input_secret=secret)  # fmt: skip
+def _checked(kind: Kind, resource_type: str, value: dict[str, Any]) -> _Input:
+    if resource_type not in kind.inputs:
+        raise InvalidInput(f"type: must be one of {', '.join(kind.inputs)} (got {resource_type!r})")
+    try:
+        return kind.inputs[resource_type].model_validate(value)
+    except ValidationError as exc:
+        where = "; ".join(f"input.{'.'.join(str(p) for p in e['loc']) or '(input)'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"{where} (for a {kind.label.lower()} of type {resource_type})") from None
+
+
+def _set_input(kind: Kind, row: ConnectorResource, resource_type: str, value: dict[str, Any]) -> None:
+    checked = _checked(kind, resource_type, value)
+    full = checked.model_dump(exclude_none=True)
+    if kind is AUTHENTICATIONS:
+        row.input_public = {k: v for k, v in full.items() if k not in checked.secret_fields}
+        row.input_secret = secret_box.seal(full)
+    else:
+        row.input = full
+
+
+def _check_authentication(session: Session, tenant: str, kind: Kind, body: ResourceCreate | ResourceUpdate) -> None:
+    if body.authenticationID is None:
+        return
+    if kind is AUTHENTICATIONS:
+        raise InvalidInput("authenticationID: not a field of an authentication")
+    try:
+        get(session, AUTHENTICATIONS, tenant, body.authenticationID)
+    except NotFound as exc:  # a bad reference in the body: the request is at fault
+        raise InvalidInput(f"authenticationID: {exc}") from None
+
+
+def view(kind: Kind, row: ConnectorResource) -> dict[str, Any]:
+    """The wire form (secrets never leave: they are left out of an authentication's ``input``)."""
+    shown = {kind.id_field: row.id, "type": row.type, "name": row.name, "createdAt": rfc3339(row.created_at)}
+    if kind is AUTHENTICATIONS:
+        shown["input"] = row.input_public
+        if row.platform:
+            shown["platform"] = row.platform
+    else:
+        shown["input"] = row.input
+        if row.authentication_id:
+            shown["authenticationID"] = row.authentication_id
+    if row.updated_at:
+        shown["updatedAt"] = rfc3339(row.updated_at)
+    return shown
+
+
+def create(session: Session, kind: Kind, tenant: str, body: ResourceCreate) -> ConnectorResource:
+    if body.platform is not None and kind is not AUTHENTICATIONS:
+        raise InvalidInput("platform: only authentications have a platform")
+    _check_authentication(session, tenant, kind, body)
+    row = kind.model(tenant=tenant, type=body.type, name=body.name)
+    _set_input(kind, row, body.type, body.input)
+    if kind is AUTHENTICATIONS:
+        row.platform = body.platform
+    else:
+        row.authentication_id = body.authenticationID
     session.add(row)
     session.commit()
     return row
 
 
-def get_authentication(session: Session, tenant: str, authentication_id: str) -> ConnectorAuthentication:
-    row = session.get(ConnectorAuthentication, authentication_id)
+def get(session: Session, kind: Kind, tenant: str, resource_id: str) -> ConnectorResource:
+    row = session.get(kind.model, resource_id)
     if row is None or row.tenant != tenant or row.deleted_at is not None:
-        raise NotFound(f"Authentication {authentication_id} not found")
+        raise NotFound(f"{kind.label} {resource_id} not found")
     return row
 
 
@@ -137,69 +302,80 @@ def authentication_secret(row: ConnectorAuthentication) -> dict[str, Any]:
     return secret_box.unseal(row.input_secret)
 
 
-def update_authentication(
-    session: Session, tenant: str, authentication_id: str, body: AuthenticationUpdate
-) -> ConnectorAuthentication:
-    """PATCH: given fields replace stored ones; ``input`` is merged into the stored input, so a
-    secret can be rotated alone (changing ``type`` needs a whole input of the new type)."""
-    row = get_authentication(session, tenant, authentication_id)
-    auth_type = body.type or row.type
-    if body.input is not None or auth_type != row.type:
-        stored = authentication_secret(row) if auth_type == row.type else {}
-        row.input_public, row.input_secret = _sealed(auth_type, stored | (body.input or {}))
-    row.type = auth_type
-    row.name = body.name or row.name
-    if "platform" in body.model_fields_set:
+def update(session: Session, kind: Kind, tenant: str, resource_id: str, body: ResourceUpdate) -> ConnectorResource:
+    """PATCH: given fields replace stored ones. An authentication's ``input`` is merged into the
+    stored one, so a secret can be rotated alone; changing ``type`` needs a whole input of the new type."""
+    row = get(session, kind, tenant, resource_id)
+    if body.platform is not None and kind is not AUTHENTICATIONS:
+        raise InvalidInput("platform: only authentications have a platform")
+    _check_authentication(session, tenant, kind, body)
+    resource_type = body.type or row.type
+    if body.input is not None or resource_type != row.type:
+        if kind is AUTHENTICATIONS:
+            stored = authentication_secret(row) if resource_type == row.type else {}
+            _set_input(kind, row, resource_type, stored | (body.input or {}))
+        else:
+            _set_input(kind, row, resource_type, body.input if body.input is not None else row.input)
+    row.type, row.name = resource_type, body.name or row.name
+    if "platform" in body.model_fields_set and kind is AUTHENTICATIONS:
         row.platform = body.platform
+    if "authenticationID" in body.model_fields_set and kind is not AUTHENTICATIONS:
+        row.authentication_id = body.authenticationID
     row.updated_at = datetime.now(UTC)
     session.add(row)
     session.commit()
     return row
 
 
-def delete_authentication(session: Session, tenant: str, authentication_id: str) -> datetime:
-    """Soft delete: the row stays (runs and history may name it) but is gone from every read."""
-    row = get_authentication(session, tenant, authentication_id)
+def delete(session: Session, kind: Kind, tenant: str, resource_id: str) -> datetime:
+    """Soft delete: the row stays (history may name it) but is gone from every read. Refused while
+    a live resource uses it."""
+    row = get(session, kind, tenant, resource_id)
+    if kind is AUTHENTICATIONS:
+        for user_kind in (SOURCES, DESTINATIONS):
+            user = session.exec(
+                select(user_kind.model.id).where(user_kind.model.authentication_id == resource_id,
+                                                 col(user_kind.model.deleted_at).is_(None)).limit(1)
+            ).first()  # fmt: skip
+            if user is not None:
+                raise InvalidInput(f"Authentication {resource_id} is used by {user_kind.label.lower()} {user}: "
+                                   f"delete it or give it another authentication first")  # fmt: skip
     row.deleted_at = datetime.now(UTC)
     session.add(row)
     session.commit()
     return row.deleted_at
 
 
-def search_authentications(session: Session, tenant: str, ids: list[str]) -> list[ConnectorAuthentication]:
+def search(session: Session, kind: Kind, tenant: str, ids: list[str]) -> list[ConnectorResource]:
+    model = kind.model
     rows = session.exec(
-        select(ConnectorAuthentication).where(
-            ConnectorAuthentication.tenant == tenant, col(ConnectorAuthentication.id).in_(ids[:1000]),
-            col(ConnectorAuthentication.deleted_at).is_(None),
-        )
+        select(model).where(model.tenant == tenant, col(model.id).in_(ids[:1000]), col(model.deleted_at).is_(None))
+        .order_by(model.created_at, model.id)
     ).all()  # fmt: skip
     return list(rows)
 
 
-AUTH_SORT = {"name": "name", "auth_type": "type", "platform": "platform", "updatedAt": "updated_at",
-             "createdAt": "created_at"}  # fmt: skip
-
-
-def list_authentications(
-    session: Session, tenant: str, *, page: int, items_per_page: int, types: list[str], platforms: list[str],
-    sort: str, order: Order,
-) -> tuple[list[ConnectorAuthentication], dict[str, int]]:  # fmt: skip
-    model = ConnectorAuthentication
+def list_page(
+    session: Session, kind: Kind, tenant: str, *, page: int, items_per_page: int, sort: str, order: Order,
+    types: list[str] = (), platforms: list[str] = (), authentication_ids: list[str] = (),
+) -> tuple[list[ConnectorResource], dict[str, int]]:  # fmt: skip
+    """One page of live resources, filtered and sorted, with Algolia's ``pagination`` block."""
+    model = kind.model
     clauses = [model.tenant == tenant, col(model.deleted_at).is_(None)]
     if types:
         clauses.append(col(model.type).in_(types))
     if platforms:
-        named = [p for p in platforms if p != "none"]
-        either = [col(model.platform).in_(named)] if named else []
+        either = [col(model.platform).in_([p for p in platforms if p != "none"])]
         if "none" in platforms:
             either.append(col(model.platform).is_(None))
         clauses.append(or_(*either))
-    column = getattr(model, AUTH_SORT[sort])
-    ordering = column.asc() if order == "asc" else column.desc()
+    if authentication_ids:
+        clauses.append(col(model.authentication_id).in_(authentication_ids))
+    column = getattr(model, kind.sort[sort])
     total = session.exec(select(func.count()).select_from(model).where(*clauses)).one()
     rows = session.exec(
-        select(model).where(*clauses).order_by(ordering, model.id).offset((page - 1) * items_per_page)
-        .limit(items_per_page)
+        select(model).where(*clauses).order_by(column.asc() if order == "asc" else column.desc(), model.id)
+        .offset((page - 1) * items_per_page).limit(items_per_page)
     ).all()  # fmt: skip
     pagination = {"nbPages": math.ceil(total / items_per_page), "page": page, "nbItems": total,
                   "itemsPerPage": items_per_page}  # fmt: skip

@@ -248,19 +248,42 @@ class DocumentContent(SQLModel, table=True):
 # --- connectors (Algolia-style /1/…) ---------------------------------------------------------------
 
 
-class ConnectorAuthentication(SQLModel, table=True):
-    """Credentials a source or destination logs in with. ``input_secret`` holds the whole input,
-    encrypted (``sluice.secret_box``); ``input_public`` only the parts that are not secret."""
-
-    __tablename__ = "connector_authentication"
+class ConnectorResource(SQLModel):
+    """Columns every connectors resource has; rows are soft-deleted (``deleted_at``)."""
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
     tenant: str = Field(foreign_key="tenant.name", index=True, max_length=64)
     type: str = Field(max_length=32)
     name: str = Field(max_length=1024)
-    platform: str | None = Field(default=None, max_length=32)
-    input_public: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    input_secret: str
     created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
     updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
+
+
+class ConnectorAuthentication(ConnectorResource, table=True):
+    """Credentials a source or destination logs in with. ``input_secret`` holds the whole input,
+    encrypted (``sluice.secret_box``); ``input_public`` only the parts that are not secret."""
+
+    __tablename__ = "connector_authentication"
+
+    platform: str | None = Field(default=None, max_length=32)
+    input_public: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    input_secret: str
+
+
+class ConnectorDestination(ConnectorResource, table=True):
+    """Where a task writes: an index (``indexName``) or indexes by prefix (``indexPrefix``)."""
+
+    __tablename__ = "connector_destination"
+
+    input: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    authentication_id: str | None = Field(default=None, foreign_key="connector_authentication.id", max_length=36)
+
+
+class ConnectorSource(ConnectorResource, table=True):
+    """Where a task reads: a CSV or JSON URL, BigQuery, a Docker/Singer image, a shop platform."""
+
+    __tablename__ = "connector_source"
+
+    input: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    authentication_id: str | None = Field(default=None, foreign_key="connector_authentication.id", max_length=36)

@@ -7,10 +7,10 @@ Every route needs ``X-Algolia-Application-Id`` (the application, a Sluice tenant
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from api.deps import SessionDep
 from sluice import connectors as store
@@ -41,59 +41,87 @@ AppDep = Annotated[Tenant, Depends(application)]
 PageQuery = Annotated[int, Query(ge=1, le=100_000, description="Page to fetch, from 1.")]
 ItemsPerPageQuery = Annotated[int, Query(alias="itemsPerPage", ge=1, le=100)]
 OrderQuery = Annotated[Literal["asc", "desc"], Query()]
+AuthenticationIDsQuery = Annotated[list[str], Query(alias="authenticationID", description="Repeat to give several.")]
 
 
-class IdSearch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    authenticationIDs: list[str] = Field(max_length=1000)
-
-
-# --- authentications ---------------------------------------------------------------------------------
+def _listed(kind: store.Kind, plural: str, session, app: Tenant, page: int, items_per_page: int, sort: str,
+            order: str, **filters: Any) -> dict:  # fmt: skip
+    rows, pagination = store.list_page(session, kind, app.name, page=page, items_per_page=items_per_page,
+                                       sort=sort, order=order, **filters)  # fmt: skip
+    return {plural: [store.view(kind, row) for row in rows], "pagination": pagination}
 
 
 @router.get("/authentications")
 def list_authentications(
-    app: AppDep, session: SessionDep,
-    items_per_page: ItemsPerPageQuery = 10, page: PageQuery = 1,
-    type: Annotated[list[store.AuthenticationType], Query()] = [],  # noqa: A002, B006 - the spec's name
+    app: AppDep, session: SessionDep, items_per_page: ItemsPerPageQuery = 10, page: PageQuery = 1,
+    type: Annotated[list[store.AuthenticationType], Query()] = [],  # noqa: A002, B006 - the spec's names
     platform: Annotated[list[Literal["bigcommerce", "commercetools", "none"]], Query()] = [],  # noqa: B006
-    sort: Annotated[Literal[tuple(store.AUTH_SORT)], Query()] = "createdAt",  # type: ignore[valid-type]
-    order: OrderQuery = "desc",
+    sort: Literal["name", "auth_type", "platform", "updatedAt", "createdAt"] = "createdAt", order: OrderQuery = "desc",
 ) -> dict:  # fmt: skip
-    rows, pagination = store.list_authentications(
-        session, app.name, page=page, items_per_page=items_per_page, types=type, platforms=platform,
-        sort=sort, order=order,
-    )  # fmt: skip
-    return {"authentications": [store.authentication_view(r) for r in rows], "pagination": pagination}
+    return _listed(store.AUTHENTICATIONS, "authentications", session, app, page, items_per_page, sort, order,
+                   types=type, platforms=platform)  # fmt: skip
 
 
-@router.post("/authentications")
-def create_authentication(app: AppDep, session: SessionDep, body: store.AuthenticationCreate) -> dict:
-    row = store.create_authentication(session, app.name, body)
-    return {"authenticationID": row.id, "name": row.name, "createdAt": store.rfc3339(row.created_at)}
+@router.get("/destinations")
+def list_destinations(
+    app: AppDep, session: SessionDep, items_per_page: ItemsPerPageQuery = 10, page: PageQuery = 1,
+    type: Annotated[list[store.DestinationType], Query()] = [],  # noqa: A002, B006
+    authentication_id: AuthenticationIDsQuery = [],  # noqa: B006
+    sort: Literal["name", "type", "updatedAt", "createdAt"] = "createdAt", order: OrderQuery = "desc",
+) -> dict:  # fmt: skip
+    return _listed(store.DESTINATIONS, "destinations", session, app, page, items_per_page, sort, order,
+                   types=type, authentication_ids=authentication_id)  # fmt: skip
 
 
-@router.post("/authentications/search")
-def search_authentications(app: AppDep, session: SessionDep, body: IdSearch) -> list[dict]:
-    return [
-        store.authentication_view(r) for r in store.search_authentications(session, app.name, body.authenticationIDs)
-    ]
+@router.get("/sources")
+def list_sources(
+    app: AppDep, session: SessionDep, items_per_page: ItemsPerPageQuery = 10, page: PageQuery = 1,
+    type: Annotated[list[store.SourceType], Query()] = [],  # noqa: A002, B006
+    authentication_id: AuthenticationIDsQuery = [],  # noqa: B006
+    sort: Literal["name", "type", "updatedAt", "createdAt"] = "createdAt", order: OrderQuery = "desc",
+) -> dict:  # fmt: skip
+    return _listed(store.SOURCES, "sources", session, app, page, items_per_page, sort, order,
+                   types=type, authentication_ids=authentication_id)  # fmt: skip
 
 
-@router.get("/authentications/{authentication_id}")
-def get_authentication(app: AppDep, session: SessionDep, authentication_id: str) -> dict:
-    return store.authentication_view(store.get_authentication(session, app.name, authentication_id))
+def _resource_routes(kind: store.Kind, path: str) -> None:
+    """create, search by ids, get, PATCH and soft DELETE: the same for every kind."""
+    ids_field = kind.id_field + "s"
+    item = f"{path}/{{resource_id}}"
+
+    def created(row) -> dict:
+        return {kind.id_field: row.id, "name": row.name, "createdAt": store.rfc3339(row.created_at)}
+
+    def create(app: AppDep, session: SessionDep, body: store.ResourceCreate) -> dict:
+        return created(store.create(session, kind, app.name, body))
+
+    search_body = create_model(f"{kind.label}Search", __config__=ConfigDict(extra="forbid"),
+                               **{ids_field: (list[str], Field(max_length=1000))})  # fmt: skip
+
+    def search(app: AppDep, session: SessionDep, body: BaseModel) -> list[dict]:
+        ids = getattr(body, ids_field)
+        return [store.view(kind, row) for row in store.search(session, kind, app.name, ids)]
+
+    search.__annotations__["body"] = search_body  # a class per kind, not a name FastAPI could look up
+
+    def read(app: AppDep, session: SessionDep, resource_id: str) -> dict:
+        return store.view(kind, store.get(session, kind, app.name, resource_id))
+
+    def patch(app: AppDep, session: SessionDep, resource_id: str, body: store.ResourceUpdate) -> dict:
+        row = store.update(session, kind, app.name, resource_id, body)
+        return {kind.id_field: row.id, "name": row.name, "updatedAt": store.rfc3339(row.updated_at)}
+
+    def remove(app: AppDep, session: SessionDep, resource_id: str) -> dict:
+        return {"deletedAt": store.rfc3339(store.delete(session, kind, app.name, resource_id))}
+
+    label = kind.label
+    router.add_api_route(path, create, methods=["POST"], name=f"create{label}")
+    router.add_api_route(f"{path}/search", search, methods=["POST"], name=f"search{label}s")
+    router.add_api_route(item, read, methods=["GET"], name=f"get{label}")
+    router.add_api_route(item, patch, methods=["PATCH"], name=f"update{label}")
+    router.add_api_route(item, remove, methods=["DELETE"], name=f"delete{label}")
 
 
-@router.patch("/authentications/{authentication_id}")
-def update_authentication(
-    app: AppDep, session: SessionDep, authentication_id: str, body: store.AuthenticationUpdate
-) -> dict:
-    row = store.update_authentication(session, app.name, authentication_id, body)
-    return {"authenticationID": row.id, "name": row.name, "updatedAt": store.rfc3339(row.updated_at)}
-
-
-@router.delete("/authentications/{authentication_id}")
-def delete_authentication(app: AppDep, session: SessionDep, authentication_id: str) -> dict:
-    return {"deletedAt": store.rfc3339(store.delete_authentication(session, app.name, authentication_id))}
+for _kind, _path in ((store.AUTHENTICATIONS, "/authentications"), (store.DESTINATIONS, "/destinations"),
+                     (store.SOURCES, "/sources")):  # fmt: skip
+    _resource_routes(_kind, _path)

@@ -201,3 +201,83 @@ def test_another_application_can_neither_read_nor_change_an_authentication(clien
     assert client.patch(f"{AUTHS}/{auth_id}", json={"name": "taken"}, headers=museum).status_code == 404
     assert client.delete(f"{AUTHS}/{auth_id}", headers=museum).status_code == 404
     assert client.get(f"{AUTHS}/{auth_id}", headers=headers(client)).json()["name"] == "shop's"
+
+
+# --- destinations and sources ---------------------------------------------------------------------------
+
+DESTS, SOURCES = "/1/destinations", "/1/sources"
+CSV = {"url": "https://example.org/products.csv", "uniqueIDColumn": "sku", "mapping": {"price": "float"},
+       "delimiter": ";"}  # fmt: skip
+
+
+def test_destinations_and_sources_round_trip_with_their_authentication(client):
+    auth_id = create(client, "apiKey")
+    destination = client.post(DESTS, json={"type": "search", "name": "products", "authenticationID": auth_id,
+                                           "input": {"indexName": "products", "attributesToExclude": ["a.[*].b"]}},
+                              headers=headers(client))  # fmt: skip
+    source = client.post(SOURCES, json={"type": "csv", "name": "feed", "input": CSV}, headers=headers(client))
+    assert destination.status_code == 200 and source.status_code == 200, (destination.text, source.text)
+    dest_id, source_id = destination.json()["destinationID"], source.json()["sourceID"]
+
+    got = client.get(f"{DESTS}/{dest_id}", headers=headers(client)).json()
+    assert got["input"] == {"indexName": "products", "attributesToExclude": ["a.[*].b"]}
+    assert got["authenticationID"] == auth_id and got["type"] == "search"
+    assert client.get(f"{SOURCES}/{source_id}", headers=headers(client)).json()["input"] == CSV | {"method": "GET"}
+    listed = client.get(DESTS, params={"authenticationID": auth_id}, headers=headers(client)).json()
+    assert [d["destinationID"] for d in listed["destinations"]] == [dest_id]
+    assert client.get(SOURCES, params={"type": "json"}, headers=headers(client)).json()["sources"] == []
+    found = client.post(f"{SOURCES}/search", json={"sourceIDs": [source_id, "nope"]}, headers=headers(client))
+    assert [s["sourceID"] for s in found.json()] == [source_id]
+    patched = client.patch(f"{SOURCES}/{source_id}", json={"input": CSV | {"delimiter": "|"}}, headers=headers(client))
+    assert patched.status_code == 200
+    assert client.get(f"{SOURCES}/{source_id}", headers=headers(client)).json()["input"]["delimiter"] == "|"
+
+
+def test_an_authentication_in_use_cannot_be_deleted(client):
+    auth_id = create(client, "oauth")
+    source_id = client.post(SOURCES, json={"type": "commercetools", "name": "shop", "authenticationID": auth_id,
+                                           "input": {"url": "https://api.example.org", "projectKey": "p"}},
+                            headers=headers(client)).json()["sourceID"]  # fmt: skip
+
+    refused = client.delete(f"{AUTHS}/{auth_id}", headers=headers(client))
+
+    assert refused.status_code == 400 and source_id in refused.json()["message"]
+    assert client.get(f"{AUTHS}/{auth_id}", headers=headers(client)).status_code == 200
+    assert client.delete(f"{SOURCES}/{source_id}", headers=headers(client)).status_code == 200
+    assert client.delete(f"{AUTHS}/{auth_id}", headers=headers(client)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        (DESTS, {"type": "search", "name": "d", "input": {}}, "indexName or indexPrefix"),
+        (DESTS, {"type": "search", "name": "d", "input": {"indexName": "a", "indexPrefix": "b"}}, "indexName or"),
+        (DESTS, {"type": "search", "name": "d", "input": {"indexPrefix": "p", "recordType": "product"}}, "recordType"),
+        (DESTS, {"type": "search", "name": "d", "input": {"indexName": "a", "recordType": "sku"}}, "recordType"),
+        (DESTS, {"type": "search", "name": "d", "input": {"indexName": "a", "attributesToExclude": ["a..b"]}}, "a..b"),
+        (DESTS, {"type": "search", "name": "d", "input": {"indexName": "a", "attributesToExclude": ["a.[x]"]}}, "a.[x]"),
+        (DESTS, {"type": "search", "name": "d", "input": {"indexName": "bad name"}}, "indexName"),
+        (DESTS, {"type": "queue", "name": "d", "input": {"indexName": "a"}}, "type"),
+        (DESTS, {"type": "search", "name": "d", "input": {"indexName": "a"}, "authenticationID": "nope"}, "nope"),
+        (DESTS, {"type": "search", "name": "d", "input": {"indexName": "a"}, "platform": "commercetools"}, "platform"),
+        (SOURCES, {"type": "csv", "name": "s", "input": {"url": "ftp://x/y.csv"}}, "url"),
+        (SOURCES, {"type": "csv", "name": "s", "input": CSV | {"delimiter": " "}}, "delimiter"),
+        (SOURCES, {"type": "csv", "name": "s", "input": CSV | {"delimiter": ";;"}}, "delimiter"),
+        (SOURCES, {"type": "csv", "name": "s", "input": CSV | {"delimiter": "\n"}}, "delimiter"),
+        (SOURCES, {"type": "csv", "name": "s", "input": CSV | {"mapping": {"price": "money"}}}, "mapping"),
+        (SOURCES, {"type": "csv", "name": "s", "input": CSV | {"method": "PUT"}}, "method"),
+        (SOURCES, {"type": "json", "name": "s", "input": CSV}, "mapping"),
+        (SOURCES, {"type": "commercetools", "name": "s", "input": {"url": "u", "projectKey": "p",
+                                                                   "locales": ["fr_FR"]}}, "locales"),
+        (SOURCES, {"type": "bigquery", "name": "s", "input": {"projectID": "p"}}, "datasetID"),
+        (SOURCES, {"type": "docker", "name": "s", "input": {"imageType": "singer", "registry": "quay",
+                                                            "image": "tap", "configuration": {}}}, "registry"),
+        (SOURCES, {"type": "bigcommerce", "name": "s", "input": {}}, "storeHash"),
+    ],
+)  # fmt: skip
+def test_destination_and_source_inputs_are_checked_per_type(client, path, body, fragment):
+    response = client.post(path, json=body, headers=headers(client))
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {"code": "invalid_request"} and fragment in response.json()["message"]
+    assert client.get(path, headers=headers(client)).json()["pagination"]["nbItems"] == 0
