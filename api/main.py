@@ -17,6 +17,7 @@ from sluice.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    RateLimited,
     Unauthorized,
 )
 
@@ -84,6 +85,13 @@ for _error_type, _status in _STATUS.items():
 async def _prefect_unreachable(request: Request, exc: httpx.TransportError) -> JSONResponse:
     # Every httpx call the API makes goes to the Prefect API; the search engines raise their own errors.
     return _error(request, f"the Prefect API cannot be reached: {exc}", 503)
+
+
+@app.exception_handler(RateLimited)
+async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+    response = _error(request, str(exc), 429)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @app.exception_handler(OperationalError)

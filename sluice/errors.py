@@ -35,3 +35,11 @@ class Unauthorized(SluiceError):
 
 class Forbidden(SluiceError):
     """Valid credentials without the right to this tenant or action (a 403)."""
+
+
+class RateLimited(SluiceError):
+    """Too many requests from one client; ``retry_after`` says in how many seconds to try again (a 429)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -6,6 +6,7 @@ import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
+import limits
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -71,6 +72,12 @@ class Settings(BaseSettings):
     SECRET_KEY: SecretStr | None = Field(
         default=None, description="Fernet key encrypting connector secrets; default: DATA_DIR/secret.key."
     )
+    CONNECTORS_RATE_LIMIT: str = Field(
+        default="200/minute", description="Requests per client IP to the connectors API (limits' notation)."
+    )
+    CONNECTORS_OBSERVABILITY_RATE_LIMIT: str = Field(
+        default="200/30 seconds", description="Requests per client IP to the connectors API's runs and events."
+    )
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8001
     API_URL: str | None = Field(default=None, description="Base URL the CLI and status links use.")
@@ -85,6 +92,12 @@ class Settings(BaseSettings):
     def _networks(cls, value: list[str]) -> list[str]:
         for network in value:
             ipaddress.ip_network(network)  # ValueError names the bad one
+        return value
+
+    @field_validator("CONNECTORS_RATE_LIMIT", "CONNECTORS_OBSERVABILITY_RATE_LIMIT")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        limits.parse(value)  # ValueError names the bad notation
         return value
 
     @property

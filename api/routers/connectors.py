@@ -7,22 +7,44 @@ Every route needs ``X-Algolia-Application-Id`` (the application, a Sluice tenant
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from api.deps import SessionDep
+from api.deps import SessionDep, SettingsDep
 from sluice import connectors as store
 from sluice.credentials import verify_key
-from sluice.errors import Forbidden
+from sluice.errors import Forbidden, RateLimited
 from sluice.models import Tenant
 
 PREFIX = "/1"
 ROLE = "connectors-admin"
 INVALID_CREDENTIALS = "Invalid Application-Id or API-Key"
 
-router = APIRouter(prefix=PREFIX, tags=["connectors"])
+_limiter = MovingWindowRateLimiter(MemoryStorage())  # per API process, as each Algolia host counts its own
+
+
+def rate_limit(request: Request, settings: SettingsDep) -> None:
+    """Per client IP, as Algolia documents: 200 requests a minute; runs and events 200 per 30 s.
+    Checked before the credentials, so guessing keys is limited too."""
+    observability = request.url.path.startswith((f"{PREFIX}/runs", f"{PREFIX}/events"))
+    notation = settings.CONNECTORS_OBSERVABILITY_RATE_LIMIT if observability else settings.CONNECTORS_RATE_LIMIT
+    item = parse(notation)
+    client = request.client.host if request.client else "unknown"
+    scope = ("observability" if observability else "api", client)
+    if not _limiter.hit(item, *scope):
+        reset = _limiter.get_window_stats(item, *scope).reset_time
+        retry_after = max(1, math.ceil(reset - time.time()))
+        raise RateLimited(f"Too many requests: at most {notation} per client; retry in {retry_after} s", retry_after)
+
+
+router = APIRouter(prefix=PREFIX, tags=["connectors"], dependencies=[Depends(rate_limit)])
 
 
 def application(

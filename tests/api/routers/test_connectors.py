@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from api.main import app
+from api.routers import connectors as connectors_router
 from sluice import connectors, credentials, db
 from sluice.models import ConnectorAuthentication
 from sluice.settings import get_settings
@@ -34,6 +35,7 @@ def client(sluice_env):
             credentials.create_tenant(session, name)
             keys[name] = credentials.create_key(session, name, ["connectors-admin"])[1]
         keys["ingestion-only"] = credentials.create_key(session, "shop", ["ingestion-manager"])[1]
+    connectors_router._limiter.storage.reset()  # every test starts with a fresh rate-limit window
     with TestClient(app) as test_client:
         test_client.keys = keys
         yield test_client
@@ -281,3 +283,16 @@ def test_destination_and_source_inputs_are_checked_per_type(client, path, body, 
     assert response.status_code == 400, response.text
     assert response.json()["error"] == {"code": "invalid_request"} and fragment in response.json()["message"]
     assert client.get(path, headers=headers(client)).json()["pagination"]["nbItems"] == 0
+
+
+def test_requests_over_the_rate_limit_get_429_with_retry_after_even_without_credentials(sluice_env, client):
+    sluice_env(CONNECTORS_RATE_LIMIT="5/minute")
+
+    answers = [client.get(AUTHS, headers=headers(client)).status_code for _ in range(5)]
+    limited = client.get(AUTHS, headers=headers(client))
+    anonymous = client.get(AUTHS)
+
+    assert answers == [200] * 5
+    assert limited.status_code == 429 and anonymous.status_code == 429
+    assert limited.json()["error"] == {"code": "too_many_requests"} and limited.json()["status"] == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
