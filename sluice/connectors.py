@@ -370,7 +370,10 @@ def list_page(
             either.append(col(model.platform).is_(None))
         clauses.append(or_(*either))
     if authentication_ids:
-        clauses.append(col(model.authentication_id).in_(authentication_ids))
+        either = [col(model.authentication_id).in_([a for a in authentication_ids if a != "none"])]
+        if "none" in authentication_ids:
+            either.append(col(model.authentication_id).is_(None))
+        clauses.append(or_(*either))
     column = getattr(model, kind.sort[sort])
     total = session.exec(select(func.count()).select_from(model).where(*clauses)).one()
     rows = session.exec(

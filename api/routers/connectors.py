@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from api.deps import SessionDep, SettingsDep
 from sluice import connectors as store
 from sluice.credentials import verify_key
-from sluice.errors import Forbidden, RateLimited
+from sluice.errors import Forbidden, InvalidInput, RateLimited
 from sluice.models import Tenant
 
 PREFIX = "/1"
@@ -63,7 +63,16 @@ AppDep = Annotated[Tenant, Depends(application)]
 PageQuery = Annotated[int, Query(ge=1, le=100_000, description="Page to fetch, from 1.")]
 ItemsPerPageQuery = Annotated[int, Query(alias="itemsPerPage", ge=1, le=100)]
 OrderQuery = Annotated[Literal["asc", "desc"], Query()]
-AuthenticationIDsQuery = Annotated[list[str], Query(alias="authenticationID", description="Repeat to give several.")]
+# Array parameters are comma-separated (the spec's style: form, explode: false); repeating works too.
+CsvQuery = Annotated[list[str], Query(description="Comma-separated values.")]
+
+
+def _csv(values: list[str], name: str, allowed: tuple[str, ...] | None = None) -> list[str]:
+    items = [item for value in values for item in value.split(",") if item]
+    bad = [item for item in items if allowed is not None and item not in allowed]
+    if bad:
+        raise InvalidInput(f"{name}: {', '.join(map(repr, bad))} not one of {', '.join(allowed)}")
+    return items
 
 
 def _listed(kind: store.Kind, plural: str, session, app: Tenant, page: int, items_per_page: int, sort: str,
@@ -76,34 +85,37 @@ def _listed(kind: store.Kind, plural: str, session, app: Tenant, page: int, item
 @router.get("/authentications")
 def list_authentications(
     app: AppDep, session: SessionDep, items_per_page: ItemsPerPageQuery = 10, page: PageQuery = 1,
-    type: Annotated[list[store.AuthenticationType], Query()] = [],  # noqa: A002, B006 - the spec's names
-    platform: Annotated[list[Literal["bigcommerce", "commercetools", "none"]], Query()] = [],  # noqa: B006
+    type: CsvQuery = [],  # noqa: A002, B006 - the spec's names
+    platform: CsvQuery = [],  # noqa: B006
     sort: Literal["name", "auth_type", "platform", "updatedAt", "createdAt"] = "createdAt", order: OrderQuery = "desc",
 ) -> dict:  # fmt: skip
     return _listed(store.AUTHENTICATIONS, "authentications", session, app, page, items_per_page, sort, order,
-                   types=type, platforms=platform)  # fmt: skip
+                   types=_csv(type, "type", tuple(store.AUTHENTICATIONS.inputs)),
+                   platforms=_csv(platform, "platform", ("bigcommerce", "commercetools", "none")))  # fmt: skip
 
 
 @router.get("/destinations")
 def list_destinations(
     app: AppDep, session: SessionDep, items_per_page: ItemsPerPageQuery = 10, page: PageQuery = 1,
-    type: Annotated[list[store.DestinationType], Query()] = [],  # noqa: A002, B006
-    authentication_id: AuthenticationIDsQuery = [],  # noqa: B006
+    type: CsvQuery = [],  # noqa: A002, B006
+    authentication_id: Annotated[list[str], Query(alias="authenticationID")] = [],  # noqa: B006
     sort: Literal["name", "type", "updatedAt", "createdAt"] = "createdAt", order: OrderQuery = "desc",
 ) -> dict:  # fmt: skip
     return _listed(store.DESTINATIONS, "destinations", session, app, page, items_per_page, sort, order,
-                   types=type, authentication_ids=authentication_id)  # fmt: skip
+                   types=_csv(type, "type", tuple(store.DESTINATIONS.inputs)),
+                   authentication_ids=_csv(authentication_id, "authenticationID"))  # fmt: skip
 
 
 @router.get("/sources")
 def list_sources(
     app: AppDep, session: SessionDep, items_per_page: ItemsPerPageQuery = 10, page: PageQuery = 1,
-    type: Annotated[list[store.SourceType], Query()] = [],  # noqa: A002, B006
-    authentication_id: AuthenticationIDsQuery = [],  # noqa: B006
+    type: CsvQuery = [],  # noqa: A002, B006
+    authentication_id: Annotated[list[str], Query(alias="authenticationID", description="'none': without one.")] = [],  # noqa: B006
     sort: Literal["name", "type", "updatedAt", "createdAt"] = "createdAt", order: OrderQuery = "desc",
 ) -> dict:  # fmt: skip
     return _listed(store.SOURCES, "sources", session, app, page, items_per_page, sort, order,
-                   types=type, authentication_ids=authentication_id)  # fmt: skip
+                   types=_csv(type, "type", tuple(store.SOURCES.inputs)),
+                   authentication_ids=_csv(authentication_id, "authenticationID"))  # fmt: skip
 
 
 def _resource_routes(kind: store.Kind, path: str) -> None:

@@ -134,6 +134,8 @@ def test_list_pages_filters_and_sorts(client):
     assert names(sort="name", order="asc") == ["a0", "a1", "a2", "a3", "a4"]
     assert names() == ["a4", "a3", "a2", "a1", "a0"]  # createdAt, newest first
     assert names(type="basic", sort="name", order="asc") == ["a0", "a3"]
+    assert names(type="basic,algolia", sort="name", order="asc") == ["a0", "a3", "a4"]  # the spec's comma form
+    assert names(platform="none,bigcommerce", sort="name", order="asc") == ["a0", "a1", "a4"]
     assert names(platform="commercetools", sort="name", order="asc") == ["a2", "a3"]
     assert names(platform="none", sort="name", order="asc") == ["a0", "a4"]
     page = client.get(AUTHS, params={"itemsPerPage": 2, "page": 3, "sort": "name", "order": "asc"},
@@ -141,7 +143,7 @@ def test_list_pages_filters_and_sorts(client):
     assert [a["name"] for a in page["authentications"]] == ["a4"]
     assert page["pagination"] == {"nbPages": 3, "page": 3, "nbItems": 5, "itemsPerPage": 2}
     for bad in ({"itemsPerPage": 0}, {"itemsPerPage": 101}, {"page": 0}, {"sort": "secret"}, {"order": "up"},
-                {"type": "kerberos"}):  # fmt: skip
+                {"type": "kerberos"}, {"type": "basic,kerberos"}, {"platform": "shopify"}):  # fmt: skip
         assert client.get(AUTHS, params=bad, headers=headers(client)).status_code == 400, bad
 
 
@@ -228,6 +230,8 @@ def test_destinations_and_sources_round_trip_with_their_authentication(client):
     listed = client.get(DESTS, params={"authenticationID": auth_id}, headers=headers(client)).json()
     assert [d["destinationID"] for d in listed["destinations"]] == [dest_id]
     assert client.get(SOURCES, params={"type": "json"}, headers=headers(client)).json()["sources"] == []
+    without = client.get(SOURCES, params={"authenticationID": "none"}, headers=headers(client)).json()["sources"]
+    assert [s["sourceID"] for s in without] == [source_id]
     found = client.post(f"{SOURCES}/search", json={"sourceIDs": [source_id, "nope"]}, headers=headers(client))
     assert [s["sourceID"] for s in found.json()] == [source_id]
     patched = client.patch(f"{SOURCES}/{source_id}", json={"input": CSV | {"delimiter": "|"}}, headers=headers(client))
