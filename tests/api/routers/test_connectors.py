@@ -300,3 +300,16 @@ def test_requests_over_the_rate_limit_get_429_with_retry_after_even_without_cred
     assert limited.status_code == 429 and anonymous.status_code == 429
     assert limited.json()["error"] == {"code": "too_many_requests"} and limited.json()["status"] == 429
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
+
+
+def test_cli_creates_an_application_whose_key_works(client):
+    import subprocess
+    import sys
+
+    made = subprocess.run([sys.executable, "-m", "sluice.cli", "apps", "create", "gallery"], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    key = made.stdout.strip()
+
+    assert "X-Algolia-Application-Id: gallery" in made.stderr
+    assert client.get(AUTHS, headers=headers(client, "gallery", key)).status_code == 200
+    assert client.get(AUTHS, headers=headers(client, "shop", key)).status_code == 403
