@@ -14,13 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from sluice import secret_box
 from sluice.errors import InvalidInput, NotFound
-from sluice.models import ConnectorAuthentication, ConnectorDestination, ConnectorResource, ConnectorSource
+from sluice.models import (
+    ConnectorAuthentication,
+    ConnectorDestination,
+    ConnectorResource,
+    ConnectorSource,
+    ConnectorTask,
+)
 
 Order = Literal["asc", "desc"]
 AuthenticationType = Literal["googleServiceAccount", "basic", "apiKey", "oauth", "algolia"]
@@ -340,6 +347,13 @@ def delete(session: Session, kind: Kind, tenant: str, resource_id: str) -> datet
             if user is not None:
                 raise InvalidInput(f"Authentication {resource_id} is used by {user_kind.label.lower()} {user}: "
                                    f"delete it or give it another authentication first")  # fmt: skip
+    else:
+        column = ConnectorTask.source_id if kind is SOURCES else ConnectorTask.destination_id
+        task = session.exec(
+            select(ConnectorTask.id).where(column == resource_id, col(ConnectorTask.deleted_at).is_(None)).limit(1)
+        ).first()
+        if task is not None:
+            raise InvalidInput(f"{kind.label} {resource_id} is used by task {task}: delete the task first")
     row.deleted_at = datetime.now(UTC)
     session.add(row)
     session.commit()
@@ -374,7 +388,12 @@ def list_page(
         if "none" in authentication_ids:
             either.append(col(model.authentication_id).is_(None))
         clauses.append(or_(*either))
-    column = getattr(model, kind.sort[sort])
+    return _page(session, model, clauses, getattr(model, kind.sort[sort]), order, page, items_per_page)
+
+
+def _page(session: Session, model: type, clauses: list, column: Any, order: Order, page: int,
+          items_per_page: int) -> tuple[list, dict[str, int]]:  # fmt: skip
+    """One page of ``model`` rows and Algolia's ``pagination`` block (id breaks ties: stable pages)."""
     total = session.exec(select(func.count()).select_from(model).where(*clauses)).one()
     rows = session.exec(
         select(model).where(*clauses).order_by(column.asc() if order == "asc" else column.desc(), model.id)
@@ -383,3 +402,200 @@ def list_page(
     pagination = {"nbPages": math.ceil(total / items_per_page), "page": page, "nbItems": total,
                   "itemsPerPage": items_per_page}  # fmt: skip
     return list(rows), pagination
+
+
+# --- tasks -------------------------------------------------------------------------------------------------------
+
+ActionType = Literal["replace", "save", "partial"]
+TriggerType = Literal["onDemand", "schedule", "subscription"]
+TASK_SORT = {"enabled": "enabled", "triggerType": "trigger_type", "action": "action", "updatedAt": "updated_at",
+             "createdAt": "created_at"}  # fmt: skip
+
+
+def _cron(value: str) -> str:
+    if not croniter.is_valid(value) or len(value.split()) != 5:
+        raise ValueError(f"not a 5-field cron expression: {value!r}")
+    return value
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: TriggerType
+    cron: str | None = None
+
+    @model_validator(mode="after")
+    def _cron_for_schedules(self) -> TriggerIn:
+        if self.type == "schedule":
+            if self.cron is None:
+                raise ValueError("a schedule trigger needs a cron expression")
+            _cron(self.cron)
+        elif self.cron is not None:
+            raise ValueError(f"an {self.type} trigger has no cron expression")
+        return self
+
+
+class TriggerUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str
+
+    @field_validator("cron")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        return _cron(value)
+
+
+class OnDemandDateUtilsInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    startDate: datetime
+    endDate: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OnDemandDateUtilsInput:
+        if self.endDate < self.startDate:
+            raise ValueError("endDate is before startDate")
+        return self
+
+
+class ScheduleDateUtilsInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timeframe: int = Field(ge=1, le=30)
+
+
+TaskInput = OnDemandDateUtilsInput | ScheduleDateUtilsInput
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sourceID: str = Field(max_length=36)
+    destinationID: str = Field(max_length=36)
+    trigger: TriggerIn
+    action: ActionType
+    enabled: bool = True
+    failureThreshold: int | None = Field(default=None, ge=0, le=100)
+    input: TaskInput | None = None
+
+
+class TaskUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    destinationID: str | None = Field(default=None, max_length=36)
+    trigger: TriggerUpdate | None = None
+    input: TaskInput | None = None
+    enabled: bool | None = None
+    failureThreshold: int | None = Field(default=None, ge=0, le=100)
+
+
+def _reference(session: Session, kind: Kind, tenant: str, field: str, resource_id: str) -> None:
+    try:
+        get(session, kind, tenant, resource_id)
+    except NotFound as exc:  # a bad reference in the body: the request is at fault
+        raise InvalidInput(f"{field}: {exc}") from None
+
+
+def _task_input(value: TaskInput | None) -> dict[str, Any] | None:
+    return value.model_dump(mode="json") if value is not None else None
+
+
+def next_run(cron: str, after: datetime | None = None) -> datetime:
+    return croniter(cron, after or datetime.now(UTC)).get_next(datetime)
+
+
+def task_view(row: ConnectorTask) -> dict[str, Any]:
+    trigger: dict[str, Any] = {"type": row.trigger_type}
+    if row.cron:
+        trigger |= {"cron": row.cron, "nextRun": rfc3339(next_run(row.cron))}
+    if row.last_run:
+        trigger["lastRun"] = rfc3339(row.last_run)
+    shown = {"taskID": row.id, "sourceID": row.source_id, "destinationID": row.destination_id, "trigger": trigger,
+             "enabled": row.enabled, "action": row.action, "createdAt": rfc3339(row.created_at)}  # fmt: skip
+    if row.input is not None:
+        shown["input"] = row.input
+    if row.failure_threshold is not None:
+        shown["failureThreshold"] = row.failure_threshold
+    if row.updated_at:
+        shown["updatedAt"] = rfc3339(row.updated_at)
+    return shown
+
+
+def create_task(session: Session, tenant: str, body: TaskCreate) -> ConnectorTask:
+    _reference(session, SOURCES, tenant, "sourceID", body.sourceID)
+    _reference(session, DESTINATIONS, tenant, "destinationID", body.destinationID)
+    row = ConnectorTask(
+        tenant=tenant, source_id=body.sourceID, destination_id=body.destinationID, trigger_type=body.trigger.type,
+        cron=body.trigger.cron, action=body.action, enabled=body.enabled, failure_threshold=body.failureThreshold,
+        input=_task_input(body.input),
+    )  # fmt: skip
+    session.add(row)
+    session.commit()
+    return row
+
+
+def get_task(session: Session, tenant: str, task_id: str) -> ConnectorTask:
+    row = session.get(ConnectorTask, task_id)
+    if row is None or row.tenant != tenant or row.deleted_at is not None:
+        raise NotFound(f"Task {task_id} not found")
+    return row
+
+
+def update_task(session: Session, tenant: str, task_id: str, body: TaskUpdate) -> ConnectorTask:
+    row = get_task(session, tenant, task_id)
+    if body.destinationID is not None:
+        _reference(session, DESTINATIONS, tenant, "destinationID", body.destinationID)
+        row.destination_id = body.destinationID
+    if body.trigger is not None:
+        if row.trigger_type != "schedule":
+            raise InvalidInput(f"trigger.cron: task {task_id} is triggered {row.trigger_type}, not by a schedule")
+        row.cron = body.trigger.cron
+    if "input" in body.model_fields_set:
+        row.input = _task_input(body.input)
+    if body.enabled is not None:
+        row.enabled = body.enabled
+        row.consecutive_failures = 0 if body.enabled else row.consecutive_failures
+    if "failureThreshold" in body.model_fields_set:
+        row.failure_threshold = body.failureThreshold
+    row.updated_at = datetime.now(UTC)
+    session.add(row)
+    session.commit()
+    return row
+
+
+def set_task_enabled(session: Session, tenant: str, task_id: str, enabled: bool) -> ConnectorTask:
+    return update_task(session, tenant, task_id, TaskUpdate(enabled=enabled))
+
+
+def delete_task(session: Session, tenant: str, task_id: str) -> datetime:
+    row = get_task(session, tenant, task_id)
+    row.deleted_at = datetime.now(UTC)
+    session.add(row)
+    session.commit()
+    return row.deleted_at
+
+
+def search_tasks(session: Session, tenant: str, ids: list[str]) -> list[ConnectorTask]:
+    rows = session.exec(
+        select(ConnectorTask).where(ConnectorTask.tenant == tenant, col(ConnectorTask.id).in_(ids[:1000]),
+                                    col(ConnectorTask.deleted_at).is_(None))
+        .order_by(ConnectorTask.created_at, ConnectorTask.id)
+    ).all()  # fmt: skip
+    return list(rows)
+
+
+def list_tasks(
+    session: Session, tenant: str, *, page: int, items_per_page: int, sort: str, order: Order,
+    actions: list[str], enabled: bool | None, source_ids: list[str], destination_ids: list[str],
+    trigger_types: list[str],
+) -> tuple[list[ConnectorTask], dict[str, int]]:  # fmt: skip
+    model = ConnectorTask
+    clauses = [model.tenant == tenant, col(model.deleted_at).is_(None)]
+    for column, values in ((model.action, actions), (model.source_id, source_ids),
+                           (model.destination_id, destination_ids), (model.trigger_type, trigger_types)):  # fmt: skip
+        if values:
+            clauses.append(col(column).in_(values))
+    if enabled is not None:
+        clauses.append(model.enabled == enabled)
+    return _page(session, model, clauses, getattr(model, TASK_SORT[sort]), order, page, items_per_page)

@@ -248,16 +248,21 @@ class DocumentContent(SQLModel, table=True):
 # --- connectors (Algolia-style /1/…) ---------------------------------------------------------------
 
 
-class ConnectorResource(SQLModel):
-    """Columns every connectors resource has; rows are soft-deleted (``deleted_at``)."""
+class ConnectorRecord(SQLModel):
+    """Columns every connectors record has; rows are soft-deleted (``deleted_at``)."""
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
     tenant: str = Field(foreign_key="tenant.name", index=True, max_length=64)
-    type: str = Field(max_length=32)
-    name: str = Field(max_length=1024)
     created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
     updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
+
+
+class ConnectorResource(ConnectorRecord):
+    """An authentication, destination or source: a typed, named input."""
+
+    type: str = Field(max_length=32)
+    name: str = Field(max_length=1024)
 
 
 class ConnectorAuthentication(ConnectorResource, table=True):
@@ -287,3 +292,20 @@ class ConnectorSource(ConnectorResource, table=True):
 
     input: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     authentication_id: str | None = Field(default=None, foreign_key="connector_authentication.id", max_length=36)
+
+
+class ConnectorTask(ConnectorRecord, table=True):
+    """Reads a source into a destination: on demand, on a cron schedule, or on a subscription event."""
+
+    __tablename__ = "connector_task"
+
+    source_id: str = Field(foreign_key="connector_source.id", index=True, max_length=36)
+    destination_id: str = Field(foreign_key="connector_destination.id", index=True, max_length=36)
+    trigger_type: str = Field(max_length=16)
+    cron: str | None = Field(default=None, max_length=255)
+    action: str = Field(max_length=16)
+    enabled: bool = True
+    failure_threshold: int | None = None
+    input: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    last_run: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    consecutive_failures: int = 0

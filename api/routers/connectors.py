@@ -159,3 +159,72 @@ def _resource_routes(kind: store.Kind, path: str) -> None:
 for _kind, _path in ((store.AUTHENTICATIONS, "/authentications"), (store.DESTINATIONS, "/destinations"),
                      (store.SOURCES, "/sources")):  # fmt: skip
     _resource_routes(_kind, _path)
+
+
+# --- tasks ----------------------------------------------------------------------------------------------------
+
+
+class TaskSearch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    taskIDs: list[str] = Field(max_length=1000)
+
+
+@router.get("/tasks")
+def list_tasks(
+    app: AppDep, session: SessionDep, items_per_page: ItemsPerPageQuery = 10, page: PageQuery = 1,
+    action: CsvQuery = [],  # noqa: B006
+    enabled: bool | None = None,
+    source_id: Annotated[list[str], Query(alias="sourceID")] = [],  # noqa: B006
+    destination_id: Annotated[list[str], Query(alias="destinationID")] = [],  # noqa: B006
+    trigger_type: Annotated[list[str], Query(alias="triggerType")] = [],  # noqa: B006
+    sort: Literal["enabled", "triggerType", "action", "updatedAt", "createdAt"] = "createdAt",
+    order: OrderQuery = "desc",
+) -> dict:  # fmt: skip
+    rows, pagination = store.list_tasks(
+        session, app.name, page=page, items_per_page=items_per_page, sort=sort, order=order,
+        actions=_csv(action, "action", ("replace", "save", "partial")), enabled=enabled,
+        source_ids=_csv(source_id, "sourceID"), destination_ids=_csv(destination_id, "destinationID"),
+        trigger_types=_csv(trigger_type, "triggerType", ("onDemand", "schedule", "subscription")),
+    )  # fmt: skip
+    return {"tasks": [store.task_view(row) for row in rows], "pagination": pagination}
+
+
+@router.post("/tasks")
+def create_task(app: AppDep, session: SessionDep, body: store.TaskCreate) -> dict:
+    row = store.create_task(session, app.name, body)
+    return {"taskID": row.id, "createdAt": store.rfc3339(row.created_at)}
+
+
+@router.post("/tasks/search")
+def search_tasks(app: AppDep, session: SessionDep, body: TaskSearch) -> list[dict]:
+    return [store.task_view(row) for row in store.search_tasks(session, app.name, body.taskIDs)]
+
+
+@router.get("/tasks/{task_id}")
+def get_task(app: AppDep, session: SessionDep, task_id: str) -> dict:
+    return store.task_view(store.get_task(session, app.name, task_id))
+
+
+def _updated(row) -> dict:
+    return {"taskID": row.id, "updatedAt": store.rfc3339(row.updated_at)}
+
+
+@router.patch("/tasks/{task_id}")
+def update_task(app: AppDep, session: SessionDep, task_id: str, body: store.TaskUpdate) -> dict:
+    return _updated(store.update_task(session, app.name, task_id, body))
+
+
+@router.put("/tasks/{task_id}/enable")
+def enable_task(app: AppDep, session: SessionDep, task_id: str) -> dict:
+    return _updated(store.set_task_enabled(session, app.name, task_id, True))
+
+
+@router.put("/tasks/{task_id}/disable")
+def disable_task(app: AppDep, session: SessionDep, task_id: str) -> dict:
+    return _updated(store.set_task_enabled(session, app.name, task_id, False))
+
+
+@router.delete("/tasks/{task_id}")
+def delete_task(app: AppDep, session: SessionDep, task_id: str) -> dict:
+    return {"deletedAt": store.rfc3339(store.delete_task(session, app.name, task_id))}

@@ -313,3 +313,110 @@ def test_cli_creates_an_application_whose_key_works(client):
     assert "X-Algolia-Application-Id: gallery" in made.stderr
     assert client.get(AUTHS, headers=headers(client, "gallery", key)).status_code == 200
     assert client.get(AUTHS, headers=headers(client, "shop", key)).status_code == 403
+
+
+# --- tasks ------------------------------------------------------------------------------------------------
+
+TASKS = "/1/tasks"
+
+
+@pytest.fixture
+def pipeline(client) -> dict[str, str]:
+    """A source and a destination of the application "shop"."""
+    source = client.post(SOURCES, json={"type": "csv", "name": "feed", "input": CSV}, headers=headers(client)).json()
+    dest = client.post(DESTS, json={"type": "search", "name": "idx", "input": {"indexName": "products"}},
+                       headers=headers(client)).json()  # fmt: skip
+    return {"sourceID": source["sourceID"], "destinationID": dest["destinationID"]}
+
+
+def make_task(client, pipeline, **body) -> str:
+    response = client.post(TASKS, json=pipeline | {"action": "replace", "trigger": {"type": "onDemand"}} | body,
+                           headers=headers(client))  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response.json()["taskID"]
+
+
+def test_a_scheduled_task_reports_its_cron_and_next_run_and_can_be_disabled(client, pipeline):
+    task_id = make_task(client, pipeline, trigger={"type": "schedule", "cron": "*/5 * * * *"}, failureThreshold=10,
+                        input={"timeframe": 7})  # fmt: skip
+
+    got = client.get(f"{TASKS}/{task_id}", headers=headers(client)).json()
+    assert got["trigger"]["type"] == "schedule" and got["trigger"]["cron"] == "*/5 * * * *"
+    minute = int(got["trigger"]["nextRun"][14:16])
+    assert minute % 5 == 0 and got["trigger"]["nextRun"].endswith("Z")
+    assert (got["enabled"], got["failureThreshold"], got["input"], got["action"]) == (True, 10, {"timeframe": 7},
+                                                                                      "replace")  # fmt: skip
+    disabled = client.put(f"{TASKS}/{task_id}/disable", headers=headers(client))
+    assert disabled.status_code == 200 and disabled.json()["taskID"] == task_id
+    assert client.get(f"{TASKS}/{task_id}", headers=headers(client)).json()["enabled"] is False
+    assert client.get(TASKS, params={"enabled": "false"}, headers=headers(client)).json()["pagination"]["nbItems"] == 1
+    client.put(f"{TASKS}/{task_id}/enable", headers=headers(client))
+    patched = client.patch(f"{TASKS}/{task_id}", json={"trigger": {"cron": "0 3 * * *"}}, headers=headers(client))
+    assert patched.status_code == 200
+    assert client.get(f"{TASKS}/{task_id}", headers=headers(client)).json()["trigger"]["nextRun"][11:16] == "03:00"
+
+
+def test_tasks_list_filters_and_search(client, pipeline):
+    on_demand = make_task(client, pipeline)
+    scheduled = make_task(client, pipeline, action="save", trigger={"type": "schedule", "cron": "0 * * * *"})
+
+    def ids(**params) -> list[str]:
+        return [t["taskID"] for t in client.get(TASKS, params=params, headers=headers(client)).json()["tasks"]]
+
+    assert ids() == [scheduled, on_demand]
+    assert ids(action="save") == [scheduled] and ids(action="save,replace", order="asc") == [on_demand, scheduled]
+    assert ids(triggerType="onDemand") == [on_demand]
+    assert ids(sourceID=pipeline["sourceID"], order="asc") == [on_demand, scheduled] and ids(sourceID="x") == []
+    found = client.post(f"{TASKS}/search", json={"taskIDs": [scheduled, "nope"]}, headers=headers(client)).json()
+    assert [t["taskID"] for t in found] == [scheduled]
+
+
+def test_sources_and_destinations_used_by_a_task_cannot_be_deleted(client, pipeline):
+    task_id = make_task(client, pipeline)
+
+    for path, resource_id in ((SOURCES, pipeline["sourceID"]), (DESTS, pipeline["destinationID"])):
+        refused = client.delete(f"{path}/{resource_id}", headers=headers(client))
+        assert refused.status_code == 400 and task_id in refused.json()["message"]
+    assert client.delete(f"{TASKS}/{task_id}", headers=headers(client)).status_code == 200
+    assert client.get(f"{TASKS}/{task_id}", headers=headers(client)).status_code == 404
+    assert client.delete(f"{SOURCES}/{pipeline['sourceID']}", headers=headers(client)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"action": "upsert"}, "action"),
+        ({"trigger": {"type": "hourly"}}, "trigger"),
+        ({"trigger": {"type": "schedule"}}, "cron"),
+        ({"trigger": {"type": "schedule", "cron": "every minute"}}, "cron"),
+        ({"trigger": {"type": "schedule", "cron": "61 * * * *"}}, "cron"),
+        ({"trigger": {"type": "onDemand", "cron": "* * * * *"}}, "cron"),
+        ({"failureThreshold": 101}, "failureThreshold"),
+        ({"failureThreshold": -1}, "failureThreshold"),
+        ({"input": {"timeframe": 31}}, "timeframe"),
+        ({"input": {"startDate": "2026-11-02T00:00:00Z", "endDate": "2026-11-01T00:00:00Z"}}, "endDate"),
+        ({"input": {"startDate": "yesterday", "endDate": "today"}}, "startDate"),
+        ({"sourceID": "nope"}, "sourceID"),
+        ({"destinationID": "nope"}, "destinationID"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_task_bodies_are_checked(client, pipeline, change, fragment):
+    body = pipeline | {"action": "replace", "trigger": {"type": "onDemand"}} | change
+
+    response = client.post(TASKS, json=body, headers=headers(client))
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {"code": "invalid_request"} and fragment in response.json()["message"]
+
+
+def test_a_cron_patch_on_an_on_demand_task_is_refused_and_other_apps_see_no_task(client, pipeline):
+    task_id = make_task(client, pipeline)
+
+    refused = client.patch(f"{TASKS}/{task_id}", json={"trigger": {"cron": "* * * * *"}}, headers=headers(client))
+
+    assert refused.status_code == 400 and "onDemand" in refused.json()["message"]
+    museum = headers(client, "museum")
+    assert client.get(f"{TASKS}/{task_id}", headers=museum).status_code == 404
+    assert client.put(f"{TASKS}/{task_id}/disable", headers=museum).status_code == 404
+    assert client.get(f"{TASKS}/{task_id}", headers=headers(client)).json()["enabled"] is True
