@@ -1,0 +1,1 @@
+"""The source connectors: one interface (``base.Source``), one module per source type."""

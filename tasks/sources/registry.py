@@ -1,0 +1,19 @@
+"""source type -> "module:Class", imported only when a task of that type runs."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from tasks.sources.base import Source
+
+SOURCES = {
+    "csv": "tasks.sources.csv:CsvSource",
+    "json": "tasks.sources.json:JsonSource",
+}
+
+
+def source_class(source_type: str) -> type[Source]:
+    if source_type not in SOURCES:
+        raise KeyError(f"no connector for sources of type {source_type!r} yet")
+    module, _, name = SOURCES[source_type].partition(":")
+    return getattr(import_module(module), name)
