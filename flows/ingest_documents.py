@@ -15,10 +15,12 @@ import time
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
+from sqlmodel import Session, col, select
 
 from blocks.search_engine import engine_from_settings
 from sluice.db import get_engine
 from sluice.errors import EngineUnavailable
+from sluice.models import Document
 from sluice.search import SearchEngine
 from sluice.settings import Settings, get_settings
 from tasks import documents as steps
@@ -53,10 +55,6 @@ def apply_changes(engine: SearchEngine, settings: Settings) -> tuple[int, int]:
 
 def has_changes(settings: Settings) -> bool:
     """A cheap look (two indexed lookups) so idle passes create no task runs."""
-    from sqlmodel import Session, col, select
-
-    from sluice.models import Document
-
     with Session(get_engine(settings.database_url)) as session:
         for clause in (Document.status == steps.S.MARKED_FOR_DELETION.value, col(Document.rights_pending)):
             if session.exec(select(Document.id).where(clause).limit(1)).first() is not None:

@@ -24,6 +24,7 @@ from sluice.errors import InvalidInput, NotFound
 from sluice.models import (
     ConnectorAuthentication,
     ConnectorDestination,
+    ConnectorRecord,
     ConnectorResource,
     ConnectorSource,
     ConnectorTask,
@@ -297,11 +298,40 @@ def create(session: Session, kind: Kind, tenant: str, body: ResourceCreate) -> C
     return row
 
 
-def get(session: Session, kind: Kind, tenant: str, resource_id: str) -> ConnectorResource:
-    row = session.get(kind.model, resource_id)
+def _live(session: Session, model: type[ConnectorRecord], label: str, tenant: str, record_id: str):
+    """The application's record, unless deleted; else ``NotFound`` (another application's is not found either)."""
+    row = session.get(model, record_id)
     if row is None or row.tenant != tenant or row.deleted_at is not None:
-        raise NotFound(f"{kind.label} {resource_id} not found")
+        raise NotFound(f"{label} {record_id} not found")
     return row
+
+
+def _live_by_ids(session: Session, model: type[ConnectorRecord], tenant: str, ids: list[str]) -> list:
+    rows = session.exec(
+        select(model).where(model.tenant == tenant, col(model.id).in_(ids[:1000]), col(model.deleted_at).is_(None))
+        .order_by(model.created_at, model.id)
+    ).all()  # fmt: skip
+    return list(rows)
+
+
+def _soft_delete(session: Session, row: ConnectorRecord) -> datetime:
+    """The row stays (history may name it) but is gone from every read."""
+    row.deleted_at = datetime.now(UTC)
+    session.add(row)
+    session.commit()
+    return row.deleted_at
+
+
+def _in_or_none(column: Any, values: list[str]) -> Any:
+    """``column`` is one of ``values``, where the value "none" means it is unset."""
+    either = [col(column).in_([v for v in values if v != "none"])]
+    if "none" in values:
+        either.append(col(column).is_(None))
+    return or_(*either)
+
+
+def get(session: Session, kind: Kind, tenant: str, resource_id: str) -> ConnectorResource:
+    return _live(session, kind.model, kind.label, tenant, resource_id)
 
 
 def authentication_secret(row: ConnectorAuthentication) -> dict[str, Any]:
@@ -354,19 +384,11 @@ def delete(session: Session, kind: Kind, tenant: str, resource_id: str) -> datet
         ).first()
         if task is not None:
             raise InvalidInput(f"{kind.label} {resource_id} is used by task {task}: delete the task first")
-    row.deleted_at = datetime.now(UTC)
-    session.add(row)
-    session.commit()
-    return row.deleted_at
+    return _soft_delete(session, row)
 
 
 def search(session: Session, kind: Kind, tenant: str, ids: list[str]) -> list[ConnectorResource]:
-    model = kind.model
-    rows = session.exec(
-        select(model).where(model.tenant == tenant, col(model.id).in_(ids[:1000]), col(model.deleted_at).is_(None))
-        .order_by(model.created_at, model.id)
-    ).all()  # fmt: skip
-    return list(rows)
+    return _live_by_ids(session, kind.model, tenant, ids)
 
 
 def list_page(
@@ -379,15 +401,9 @@ def list_page(
     if types:
         clauses.append(col(model.type).in_(types))
     if platforms:
-        either = [col(model.platform).in_([p for p in platforms if p != "none"])]
-        if "none" in platforms:
-            either.append(col(model.platform).is_(None))
-        clauses.append(or_(*either))
+        clauses.append(_in_or_none(model.platform, platforms))
     if authentication_ids:
-        either = [col(model.authentication_id).in_([a for a in authentication_ids if a != "none"])]
-        if "none" in authentication_ids:
-            either.append(col(model.authentication_id).is_(None))
-        clauses.append(or_(*either))
+        clauses.append(_in_or_none(model.authentication_id, authentication_ids))
     return _page(session, model, clauses, getattr(model, kind.sort[sort]), order, page, items_per_page)
 
 
@@ -536,10 +552,7 @@ def create_task(session: Session, tenant: str, body: TaskCreate) -> ConnectorTas
 
 
 def get_task(session: Session, tenant: str, task_id: str) -> ConnectorTask:
-    row = session.get(ConnectorTask, task_id)
-    if row is None or row.tenant != tenant or row.deleted_at is not None:
-        raise NotFound(f"Task {task_id} not found")
-    return row
+    return _live(session, ConnectorTask, "Task", tenant, task_id)
 
 
 def update_task(session: Session, tenant: str, task_id: str, body: TaskUpdate) -> ConnectorTask:
@@ -569,20 +582,11 @@ def set_task_enabled(session: Session, tenant: str, task_id: str, enabled: bool)
 
 
 def delete_task(session: Session, tenant: str, task_id: str) -> datetime:
-    row = get_task(session, tenant, task_id)
-    row.deleted_at = datetime.now(UTC)
-    session.add(row)
-    session.commit()
-    return row.deleted_at
+    return _soft_delete(session, get_task(session, tenant, task_id))
 
 
 def search_tasks(session: Session, tenant: str, ids: list[str]) -> list[ConnectorTask]:
-    rows = session.exec(
-        select(ConnectorTask).where(ConnectorTask.tenant == tenant, col(ConnectorTask.id).in_(ids[:1000]),
-                                    col(ConnectorTask.deleted_at).is_(None))
-        .order_by(ConnectorTask.created_at, ConnectorTask.id)
-    ).all()  # fmt: skip
-    return list(rows)
+    return _live_by_ids(session, ConnectorTask, tenant, ids)
 
 
 def list_tasks(

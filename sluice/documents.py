@@ -141,8 +141,7 @@ def ingest_batch(
 ) -> BatchResult:
     """Store every valid document of a batch as ``ingesting`` (a new version if it exists);
     each invalid one goes to ``errors`` and changes nothing already stored."""
-    if not isinstance(documents, list) or len(documents) > MAX_BATCH_DOCUMENTS:
-        raise InvalidInput(f"documents: a list of at most {MAX_BATCH_DOCUMENTS} documents")
+    _check_batch(documents, "documents")
     index = resolve_index(session, tenant, index_id)
     for attempt in range(1, INSERT_ATTEMPTS + 1):
         try:

@@ -190,12 +190,15 @@ class PageRef(BaseModel):
     page_size: int
 
 
-class DocumentPage(BaseModel):
+class _Paged(BaseModel):
     count: int
     page: int
     page_size: int
     next: PageRef | None = None
     previous: PageRef | None = None
+
+
+class DocumentPage(_Paged):
     results: list[StoredDocument]
 
 
@@ -208,10 +211,5 @@ class SearchHit(BaseModel):
     content_source_id: str | None = None
 
 
-class SearchPage(BaseModel):
-    count: int
-    page: int
-    page_size: int
-    next: PageRef | None = None
-    previous: PageRef | None = None
+class SearchPage(_Paged):
     results: list[SearchHit]

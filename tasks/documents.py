@@ -227,11 +227,10 @@ def prepare_all(work: list[Work], settings: Settings) -> list[Outcome]:
 def ensure_index(engine: SearchEngine, name: str, known: set[str]) -> None:
     if name in known:
         return
-    if not engine.index_exists(name):
-        try:
-            engine.create_index(name, DOCUMENT_MAPPINGS)
-        except Conflict:  # another processor (or a retry) created it first
-            pass
+    try:
+        engine.create_index(name, DOCUMENT_MAPPINGS)
+    except Conflict:  # it exists already
+        pass
     known.add(name)
 
 
@@ -265,19 +264,28 @@ def write_outcomes(engine: SearchEngine, outcomes: list[Outcome], known: set[str
 # --- recording outcomes ------------------------------------------------------------------------------
 
 
+def _holds_claim(table: Any) -> tuple:
+    """WHERE the row still holds the claimed version and claim (params ``pk``, ``v``, ``at``)."""
+    return table.c.id == bindparam("pk"), table.c.version == bindparam("v"), table.c.claimed_at == bindparam("at")
+
+
+def _claim_params(outcome: Outcome) -> dict[str, Any]:
+    return {"pk": outcome.work.pk, "v": outcome.work.version, "at": outcome.work.claimed_at,
+            "codes": outcome.error_codes, "message": outcome.error_message}  # fmt: skip
+
+
 def mark_for_quarantine(engine: Engine, outcomes: list[Outcome]) -> None:
     """Show documents whose content failed a check as ``marked_for_quarantine`` (with why) while
     their earlier version leaves the search index; the claim is kept."""
     table = Document.__table__
     stmt = (
         update(table)
-        .where(table.c.id == bindparam("pk"), table.c.version == bindparam("v"), table.c.claimed_at == bindparam("at"))
+        .where(*_holds_claim(table))
         .values(
             status=S.MARKED_FOR_QUARANTINE.value, error_codes=bindparam("codes"), error_message=bindparam("message")
         )
     )
-    params = [{"pk": o.work.pk, "v": o.work.version, "at": o.work.claimed_at, "codes": o.error_codes,
-               "message": o.error_message} for o in outcomes if o.status == S.MARKED_FOR_QUARANTINE.value]  # fmt: skip
+    params = [_claim_params(o) for o in outcomes if o.status == S.MARKED_FOR_QUARANTINE.value]
     if params:
         with engine.begin() as conn:
             conn.execute(stmt, params)
@@ -291,7 +299,7 @@ def record_outcomes(engine: Engine, outcomes: list[Outcome]) -> Report:
     table = Document.__table__
     finish = (
         update(table)
-        .where(table.c.id == bindparam("pk"), table.c.version == bindparam("v"), table.c.claimed_at == bindparam("at"))
+        .where(*_holds_claim(table))
         .values(status=bindparam("status"), claimed_at=None, error_codes=bindparam("codes"),
                 error_message=bindparam("message"))
     )  # fmt: skip
@@ -303,9 +311,7 @@ def record_outcomes(engine: Engine, outcomes: list[Outcome]) -> Report:
                 rights_pending=case((table.c.rights_version == bindparam("rv"), False), else_=table.c.rights_pending))
     )  # fmt: skip
     with engine.begin() as conn:
-        rows = [{"pk": o.work.pk, "v": o.work.version, "at": o.work.claimed_at, "status": o.status,
-                 "codes": o.error_codes, "message": o.error_message} for o in outcomes]  # fmt: skip
-        conn.execute(finish, rows)
+        conn.execute(finish, [_claim_params(o) | {"status": o.status} for o in outcomes])
         in_index = [{"pk": o.work.pk, "held": o.work.version, "rv": o.work.rights_version}
                     for o in outcomes if o.doc is not None]  # fmt: skip
         removed = [{"pk": o.work.pk, "held": None, "rv": o.work.rights_version}
@@ -334,6 +340,19 @@ def release(engine: Engine, work: Iterable[Work]) -> None:
 # --- deletes and access-rights changes -----------------------------------------------------------------
 
 
+def _apply(engine: SearchEngine, index: str, actions: list[BulkAction], what: str) -> None:
+    """Apply changes to documents that may already be gone (404s and a missing index are fine);
+    any other refusal raises, so the rows stay pending and the next pass retries."""
+    try:
+        result = engine.bulk(index, actions)
+    except NotFound:  # the index was never created: nothing to change
+        return
+    engine.refresh(index)
+    refused = [e for e in result.errors if e.status != 404]
+    if refused:
+        raise EngineUnavailable(f"{index} refused {len(refused)} {what}: {refused[0].reason}")
+
+
 def apply_deletions(db_engine: Engine, engine: SearchEngine, limit: int) -> int:
     """Remove documents marked for deletion from the search index, then mark them deleted and drop
     their stored content. Returns how many."""
@@ -349,14 +368,7 @@ def apply_deletions(db_engine: Engine, engine: SearchEngine, limit: int) -> int:
     for _pk, tenant, index_id, document_id, _v in rows:
         by_index.setdefault(engine_index(tenant, index_id), []).append(document_id)
     for index, ids in by_index.items():
-        try:
-            result = engine.bulk(index, [BulkAction("delete", i) for i in ids])
-        except NotFound:  # the index was never created: nothing to remove
-            continue
-        engine.refresh(index)
-        refused = [e for e in result.errors if e.status != 404]
-        if refused:
-            raise EngineUnavailable(f"{index} refused {len(refused)} deletes: {refused[0].reason}")
+        _apply(engine, index, [BulkAction("delete", i) for i in ids], "deletes")
     now = datetime.now(UTC)
     table = Document.__table__
     stmt = (
@@ -393,11 +405,7 @@ def apply_access_rights(db_engine: Engine, engine: SearchEngine, limit: int) -> 
     for index, group in by_index.items():
         actions = [BulkAction("update", r.document_id, {"access_rights": access_right_names(r.allow_access_rights)})
                    for r in group]  # fmt: skip
-        result = engine.bulk(index, actions)
-        engine.refresh(index)
-        refused = [e for e in result.errors if e.status != 404]
-        if refused:
-            raise EngineUnavailable(f"{index} refused {len(refused)} access-rights updates: {refused[0].reason}")
+        _apply(engine, index, actions, "access-rights updates")
     table = Document.__table__
     stmt = (
         update(table)
