@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from prefect import serve
 from prefect.client.orchestration import get_client
@@ -20,11 +21,15 @@ from prefect.exceptions import ObjectNotFound
 from blocks.search_engine import register_engine_blocks
 from flows.index_lifecycle import FLOWS
 from flows.ingest_documents import process_documents
+from flows.run_connector_task import run_connector_task
+from sluice import connector_runs, db
+from sluice.settings import get_settings
 
 DEPLOYMENT = "sluice"
 TASK_TAG = "sluice-task"  # marks the flow runs the /task API created and lists
 PROCESSOR = f"{process_documents.name}/{DEPLOYMENT}"
 KEEPER_INTERVAL = 5.0  # seconds between checks that the document processor runs
+SCHEDULES_INTERVAL = 30.0  # seconds between re-syncs of task schedules (the API also syncs on each change)
 LIVE_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
 
 logger = logging.getLogger("sluice.deployments")
@@ -50,6 +55,19 @@ def processor_deployment():
     )  # fmt: skip
 
 
+def connector_deployment():
+    # Schedules are not declared here: they belong to tasks, and sync_task_schedules adds them.
+    return run_connector_task.to_deployment(
+        name=DEPLOYMENT, tags=["sluice", "connectors"], description=run_connector_task.description
+    )
+
+
+def sync_task_schedules() -> dict[str, int] | None:
+    """One schedule per connector schedule-task (applying the deployment dropped them all)."""
+    with get_client(sync_client=True) as client, db.session(get_settings().database_url) as session:
+        return connector_runs.sync_schedules(client, session)
+
+
 def ensure_processor_running() -> bool | None:
     """Start a run of the document processor unless one is live or its deployment is paused.
     True when it started one, False when none was needed, None before the deployment exists."""
@@ -71,13 +89,20 @@ def ensure_processor_running() -> bool | None:
         return True
 
 
-def _keep_processor_running(stop: threading.Event) -> None:
-    interval = 1.0  # until serve() has registered the deployment
+def _keep_running(stop: threading.Event) -> None:
+    """Keep the document processor running and the task schedules in line with the app database."""
+    interval, synced_at = 1.0, 0.0  # 1 s until serve() has registered the deployments
     while not stop.wait(interval):
         try:
             started = ensure_processor_running()
+            if time.monotonic() - synced_at > SCHEDULES_INTERVAL:
+                changed = sync_task_schedules()
+                if changed is not None:
+                    synced_at = time.monotonic()
+                    if any(changed.values()):
+                        logger.info("task schedules synced: %s", changed)
         except Exception as exc:  # the Prefect server restarting must not kill the runner
-            logger.warning("could not check the document processor: %s", exc)
+            logger.warning("could not check the document processor or the task schedules: %s", exc)
             continue
         if started:
             logger.info("started the document processor (%s)", PROCESSOR)
@@ -90,8 +115,8 @@ def serve_all(limit: int = 8) -> None:
     flow runs until stopped (blocks). Pause the processor's deployment in the UI to stop processing."""
     register_engine_blocks()
     stop = threading.Event()
-    threading.Thread(target=_keep_processor_running, args=(stop,), name="processor-keeper", daemon=True).start()
+    threading.Thread(target=_keep_running, args=(stop,), name="keeper", daemon=True).start()
     try:
-        serve(*lifecycle_deployments(), processor_deployment(), limit=limit)
+        serve(*lifecycle_deployments(), processor_deployment(), connector_deployment(), limit=limit)
     finally:
         stop.set()

@@ -404,20 +404,23 @@ def list_page(
         clauses.append(_in_or_none(model.platform, platforms))
     if authentication_ids:
         clauses.append(_in_or_none(model.authentication_id, authentication_ids))
-    return _page(session, model, clauses, getattr(model, kind.sort[sort]), order, page, items_per_page)
+    return paged(session, model, clauses, getattr(model, kind.sort[sort]), order, page, items_per_page)
 
 
-def _page(session: Session, model: type, clauses: list, column: Any, order: Order, page: int,
-          items_per_page: int) -> tuple[list, dict[str, int]]:  # fmt: skip
+def paged(session: Session, model: type, clauses: list, column: Any, order: Order, page: int,
+           items_per_page: int) -> tuple[list, dict[str, int]]:  # fmt: skip
     """One page of ``model`` rows and Algolia's ``pagination`` block (id breaks ties: stable pages)."""
     total = session.exec(select(func.count()).select_from(model).where(*clauses)).one()
     rows = session.exec(
         select(model).where(*clauses).order_by(column.asc() if order == "asc" else column.desc(), model.id)
         .offset((page - 1) * items_per_page).limit(items_per_page)
     ).all()  # fmt: skip
-    pagination = {"nbPages": math.ceil(total / items_per_page), "page": page, "nbItems": total,
-                  "itemsPerPage": items_per_page}  # fmt: skip
-    return list(rows), pagination
+    return list(rows), pagination_of(total, page, items_per_page)
+
+
+def pagination_of(total: int, page: int, items_per_page: int) -> dict[str, int]:
+    return {"nbPages": math.ceil(total / items_per_page), "page": page, "nbItems": total,
+            "itemsPerPage": items_per_page}  # fmt: skip
 
 
 # --- tasks -------------------------------------------------------------------------------------------------------
@@ -533,8 +536,7 @@ def task_view(row: ConnectorTask) -> dict[str, Any]:
         shown["input"] = row.input
     if row.failure_threshold is not None:
         shown["failureThreshold"] = row.failure_threshold
-    if row.updated_at:
-        shown["updatedAt"] = rfc3339(row.updated_at)
+    shown["updatedAt"] = rfc3339(row.updated_at or row.created_at)  # required by Algolia's clients
     return shown
 
 
@@ -602,4 +604,4 @@ def list_tasks(
             clauses.append(col(column).in_(values))
     if enabled is not None:
         clauses.append(model.enabled == enabled)
-    return _page(session, model, clauses, getattr(model, TASK_SORT[sort]), order, page, items_per_page)
+    return paged(session, model, clauses, getattr(model, TASK_SORT[sort]), order, page, items_per_page)

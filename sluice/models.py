@@ -309,3 +309,21 @@ class ConnectorTask(ConnectorRecord, table=True):
     input: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     last_run: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     consecutive_failures: int = 0
+
+
+class ConnectorEvent(SQLModel, table=True):
+    """One step of a task run (``fetch``, ``transform``, ``record`` per chunk; a closing ``log``
+    with the run's outcome). The run itself is the Prefect flow run ``run_id``."""
+
+    __tablename__ = "connector_event"
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
+    run_id: str = Field(index=True, max_length=36)
+    tenant: str = Field(index=True, max_length=64)
+    task_id: str = Field(max_length=36)
+    parent_id: str | None = Field(default=None, max_length=36)
+    type: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    batch_size: int = 0
+    data: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    published_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True), index=True)

@@ -7,6 +7,8 @@ with it: back it up with the app database.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from typing import Any
 
@@ -50,3 +52,12 @@ def unseal(token: str, settings: Settings | None = None) -> dict[str, Any]:
         return orjson.loads(_fernet(settings).decrypt(token.encode()))
     except InvalidToken as exc:
         raise ConfigurationError("a stored secret cannot be decrypted with this secret key") from exc
+
+
+def sign(message: str, settings: Settings | None = None) -> str:
+    """An unguessable token for ``message`` (HMAC-SHA256 under the same key): webhook URLs carry it."""
+    return hmac.new(_key(settings or get_settings()), b"sluice-sign\0" + message.encode(), hashlib.sha256).hexdigest()
+
+
+def verify(message: str, token: str, settings: Settings | None = None) -> bool:
+    return hmac.compare_digest(sign(message, settings), token)

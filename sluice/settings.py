@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     CONNECTORS_OBSERVABILITY_RATE_LIMIT: str = Field(
         default="200/30 seconds", description="Requests per client IP to the connectors API's runs and events."
     )
+    CONNECTOR_CHUNK_SIZE: int = Field(default=5_000, gt=0, description="Source rows per chunk of a task run.")
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8001
     API_URL: str | None = Field(default=None, description="Base URL the CLI and status links use.")

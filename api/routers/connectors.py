@@ -7,6 +7,7 @@ Every route needs ``X-Algolia-Application-Id`` (the application, a Sluice tenant
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Annotated, Any, Literal
@@ -15,18 +16,23 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import PrefectDep, SessionDep, SettingsDep
+from sluice import connector_runs as runs
 from sluice import connectors as store
+from sluice import secret_box
 from sluice.credentials import verify_key
-from sluice.errors import Forbidden, InvalidInput, RateLimited
-from sluice.models import Tenant
+from sluice.errors import Forbidden, InvalidInput, NotFound, RateLimited
+from sluice.models import ConnectorTask, Tenant
 
 PREFIX = "/1"
 ROLE = "connectors-admin"
 INVALID_CREDENTIALS = "Invalid Application-Id or API-Key"
 
+logger = logging.getLogger("sluice.connectors")
 _limiter = MovingWindowRateLimiter(MemoryStorage())  # per API process, as each Algolia host counts its own
 
 
@@ -190,9 +196,21 @@ def list_tasks(
     return {"tasks": [store.task_view(row) for row in rows], "pagination": pagination}
 
 
+def _rescheduled(session, row: ConnectorTask) -> ConnectorTask:
+    """Bring Prefect's schedules in line at once after a schedule task changed. Best effort: the
+    change is stored, and the runner re-syncs every half minute if Prefect cannot be reached now."""
+    if row.trigger_type == "schedule" and PREFECT_API_URL.value():  # no Prefect API configured: nothing to sync
+        try:
+            with get_client(sync_client=True) as client:
+                runs.sync_schedules(client, session)
+        except Exception as exc:  # noqa: BLE001 - the stored task is the truth; the runner catches up
+            logger.warning("could not sync the schedule of task %s now: %s", row.id, exc)
+    return row
+
+
 @router.post("/tasks")
 def create_task(app: AppDep, session: SessionDep, body: store.TaskCreate) -> dict:
-    row = store.create_task(session, app.name, body)
+    row = _rescheduled(session, store.create_task(session, app.name, body))
     return {"taskID": row.id, "createdAt": store.rfc3339(row.created_at)}
 
 
@@ -212,19 +230,111 @@ def _updated(row) -> dict:
 
 @router.patch("/tasks/{task_id}")
 def update_task(app: AppDep, session: SessionDep, task_id: str, body: store.TaskUpdate) -> dict:
-    return _updated(store.update_task(session, app.name, task_id, body))
+    return _updated(_rescheduled(session, store.update_task(session, app.name, task_id, body)))
 
 
 @router.put("/tasks/{task_id}/enable")
 def enable_task(app: AppDep, session: SessionDep, task_id: str) -> dict:
-    return _updated(store.set_task_enabled(session, app.name, task_id, True))
+    return _updated(_rescheduled(session, store.set_task_enabled(session, app.name, task_id, True)))
 
 
 @router.put("/tasks/{task_id}/disable")
 def disable_task(app: AppDep, session: SessionDep, task_id: str) -> dict:
-    return _updated(store.set_task_enabled(session, app.name, task_id, False))
+    return _updated(_rescheduled(session, store.set_task_enabled(session, app.name, task_id, False)))
 
 
 @router.delete("/tasks/{task_id}")
 def delete_task(app: AppDep, session: SessionDep, task_id: str) -> dict:
-    return {"deletedAt": store.rfc3339(store.delete_task(session, app.name, task_id))}
+    deleted_at = store.delete_task(session, app.name, task_id)
+    _rescheduled(session, session.get(ConnectorTask, task_id))
+    return {"deletedAt": store.rfc3339(deleted_at)}
+
+
+# --- running tasks ---------------------------------------------------------------------------------------
+
+
+@router.post("/tasks/{task_id}/run")
+async def run_task(app: AppDep, session: SessionDep, prefect: PrefectDep, task_id: str) -> dict:
+    """Start a run now, whatever the trigger (a disabled task runs too: disabling stops its schedule)."""
+    run = await runs.start_run(prefect, store.get_task(session, app.name, task_id), "onDemand")
+    return {"runID": str(run.id), "createdAt": store.rfc3339(run.created)}
+
+
+def webhook_url(settings, task: ConnectorTask) -> str:
+    return f"{settings.api_url}{PREFIX}/webhooks/tasks/{task.id}?token={secret_box.sign(f'webhook:{task.id}')}"
+
+
+@router.get("/tasks/{task_id}/webhook")
+def get_webhook(app: AppDep, session: SessionDep, settings: SettingsDep, task_id: str) -> dict:
+    """The URL a subscription task listens on (Sluice's own; not in Algolia's spec)."""
+    row = store.get_task(session, app.name, task_id)
+    if row.trigger_type != "subscription":
+        raise InvalidInput(f"task {task_id} is triggered {row.trigger_type}; only subscription tasks have a webhook")
+    return {"taskID": row.id, "url": webhook_url(settings, row)}
+
+
+@router.post("/webhooks/tasks/{task_id}", status_code=202)
+async def subscription_event(session: SessionDep, prefect: PrefectDep, task_id: str,
+                             token: Annotated[str, Query(max_length=128)] = "") -> dict:  # fmt: skip
+    """An event for a subscription task: its run starts (events arriving before it starts join it).
+    The token in the URL is the credential, so senders that cannot set headers can call it."""
+    if not secret_box.verify(f"webhook:{task_id}", token):
+        raise Forbidden(INVALID_CREDENTIALS)
+    row = session.get(ConnectorTask, task_id)
+    if row is None or row.deleted_at is not None:
+        raise NotFound(f"Task {task_id} not found")
+    if row.trigger_type != "subscription" or not row.enabled:
+        raise InvalidInput(f"task {task_id} is not an enabled subscription task")
+    run = await runs.live_run(prefect, row) or await runs.start_run(prefect, row, "subscription")
+    return {"runID": str(run.id), "createdAt": store.rfc3339(run.created)}
+
+
+# --- observability: runs and events ------------------------------------------------------------------------
+
+
+@router.get("/runs")
+async def list_runs(
+    app: AppDep, session: SessionDep, prefect: PrefectDep, items_per_page: ItemsPerPageQuery = 10,
+    page: PageQuery = 1, status: CsvQuery = [],  # noqa: B006
+    task_id: Annotated[list[str], Query(alias="taskID")] = [],  # noqa: B006
+    sort: Literal["status", "updatedAt", "createdAt"] = "createdAt", order: OrderQuery = "desc",
+    start_date: Annotated[str | None, Query(alias="startDate")] = None,
+    end_date: Annotated[str | None, Query(alias="endDate")] = None,
+) -> dict:  # fmt: skip
+    start, end = runs.window(start_date, end_date, runs.RUN_WINDOW)
+    found, pagination = await runs.list_runs(
+        prefect, session, app.name, page=page, items_per_page=items_per_page,
+        statuses=_csv(status, "status", runs.RUN_STATUSES), task_ids=_csv(task_id, "taskID"), sort=sort,
+        order=order, start=start, end=end,
+    )  # fmt: skip
+    return {"runs": found, "pagination": pagination, "window": runs.window_view(start, end)}
+
+
+@router.get("/runs/{run_id}")
+async def get_run(app: AppDep, session: SessionDep, prefect: PrefectDep, run_id: str) -> dict:
+    return await runs.get_run(prefect, session, app.name, run_id)
+
+
+@router.get("/runs/{run_id}/events")
+async def list_events(
+    app: AppDep, session: SessionDep, prefect: PrefectDep, run_id: str, items_per_page: ItemsPerPageQuery = 10,
+    page: PageQuery = 1, status: CsvQuery = [],  # noqa: B006
+    type: CsvQuery = [],  # noqa: A002, B006
+    sort: Literal["status", "type", "publishedAt"] = "publishedAt", order: OrderQuery = "desc",
+    start_date: Annotated[str | None, Query(alias="startDate")] = None,
+    end_date: Annotated[str | None, Query(alias="endDate")] = None,
+) -> dict:  # fmt: skip
+    await runs.read_run(prefect, app.name, run_id)  # 404 for a run that is not the application's
+    start, end = runs.window(start_date, end_date, runs.EVENT_WINDOW)
+    found, pagination = runs.list_events(
+        session, app.name, run_id, page=page, items_per_page=items_per_page,
+        statuses=_csv(status, "status", runs.EVENT_STATUSES), types=_csv(type, "type", runs.EVENT_TYPES),
+        sort=sort, order=order, start=start, end=end,
+    )  # fmt: skip
+    return {"events": [runs.event_view(e) for e in found], "pagination": pagination,
+            "window": runs.window_view(start, end)}  # fmt: skip
+
+
+@router.get("/runs/{run_id}/events/{event_id}")
+def get_event(app: AppDep, session: SessionDep, run_id: str, event_id: str) -> dict:
+    return runs.event_view(runs.get_event(session, app.name, run_id, event_id))
