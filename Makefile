@@ -29,7 +29,8 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# BENCH=documents runs benchmarks/documents (ingestion API latency and throughput) instead.
+# BENCH=documents runs benchmarks/documents (ingestion API latency and throughput) instead;
+# BENCH=connectors runs benchmarks/connectors (a 1M-row CSV sync against a raw load).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.$(or $(BENCH),reindex) $(ARGS)
 

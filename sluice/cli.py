@@ -231,6 +231,8 @@ def prefect_env(data_dir: Path, prefect_port: int) -> dict[str, str]:
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick runs up within a second, not ten
+        # A new task schedule gets its first runs within 15 s, not a minute.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "15",
         # Finished flow runs (and their task runs) age out after the retention period (90 days).
         "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
     }

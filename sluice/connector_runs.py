@@ -44,6 +44,7 @@ TAG = "connector-task"
 SKIPPED = "Skipped"  # the state name of a run that had nothing to do (task disabled or deleted)
 RUN_WINDOW, EVENT_WINDOW = timedelta(days=7), timedelta(hours=3)
 STATUS_SORT_LIMIT = 10_000  # runs sorted by status are sorted here, not by Prefect
+PREFECT_READ_LIMIT = 200  # the most flow runs the Prefect API returns at once (its default api.default_limit)
 
 # Run status by Prefect state name (the UI shows the same names).
 STATE_NAMES: dict[str, tuple[str, ...]] = {
@@ -71,20 +72,24 @@ def _tag(run: FlowRun, key: str) -> str | None:
 
 
 def parse_date(value: str | None, name: str) -> datetime | None:
-    """An RFC 3339 query parameter; 400 naming it when it is not one."""
+    """An RFC 3339 query parameter, in UTC (SQLite compares stored UTC times as text, ignoring
+    offsets); 400 naming it when it is not one."""
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset taking it out of years 1-9999
         raise InvalidInput(f"{name}: not an RFC 3339 date (e.g. 2024-01-17T10:00:00Z): {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def window(start: str | None, end: str | None, default: timedelta) -> tuple[datetime, datetime]:
     """The query window: ``endDate`` defaults to now and ``startDate`` to ``endDate - default``."""
     end_at = parse_date(end, "endDate") or datetime.now(UTC)
-    start_at = parse_date(start, "startDate") or end_at - default
+    try:
+        start_at = parse_date(start, "startDate") or end_at - default
+    except OverflowError:
+        raise InvalidInput(f"endDate {rfc3339(end_at)} is too early without a startDate") from None
     if start_at > end_at:
         raise InvalidInput("startDate is after endDate")
     return start_at, end_at
@@ -231,8 +236,13 @@ async def list_runs(
     if sort == "status":  # Prefect cannot sort by our status: sort the window here
         if total > STATUS_SORT_LIMIT:
             raise InvalidInput(f"{total} runs in the window: narrow it (startDate/endDate) to sort by status")
-        runs = await client.read_flow_runs(flow_run_filter=flow_filter, sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                                           limit=STATUS_SORT_LIMIT)  # fmt: skip
+        runs: list[FlowRun] = []
+        while len(runs) < total:  # Prefect answers at most PREFECT_READ_LIMIT runs a request
+            batch = await client.read_flow_runs(flow_run_filter=flow_filter, offset=len(runs), limit=PREFECT_READ_LIMIT,
+                                                sort=FlowRunSort.EXPECTED_START_TIME_DESC)  # fmt: skip
+            runs.extend(batch)
+            if len(batch) < PREFECT_READ_LIMIT:
+                break
         runs.sort(key=run_status, reverse=order == "desc")
         runs = runs[offset : offset + items_per_page]
     else:
@@ -242,8 +252,11 @@ async def list_runs(
 
 
 async def read_run(client: PrefectClient, tenant: str, run_id: str) -> FlowRun:
-    """The application's run; another application's (or any other flow run) is not found."""
+    """The application's run; another application's (or any other flow run) is not found, nor an id
+    in another form than the one runs are shown with (events are stored under that one)."""
     try:
+        if str(UUID(run_id)) != run_id:
+            raise ValueError(run_id)
         run = await client.read_flow_run(UUID(run_id))
     except (ValueError, ObjectNotFound):
         raise NotFound(f"Run {run_id} not found") from None

@@ -67,3 +67,29 @@ def test_documents_benchmark_few_seconds_low_rate():
     assert len(re.findall(r"^  POST.*: (PASS|FAIL) \(p95 ", proc.stdout, re.M)) == 2, proc.stdout
     assert re.search(r"^sluice up stopped on SIGTERM in [\d.]+ s \(exit code 0\)$", proc.stdout, re.M), proc.stdout
     assert "FAILED" not in proc.stdout
+
+
+def test_connectors_benchmark_small_csv_embedded():
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.connectors", "--rows", "2000", "--chunk-size", "500"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert re.search(r"^load\s+rows\s+seconds\s+rows/s\b.*\bpeak MB$", proc.stdout, re.M), proc.stdout
+    # one table row per load: kind, rows, seconds, rows/s, RSS before, RSS @10%, RSS @100%, peak
+    for kind in ("baseline", "sluice"):
+        assert re.search(rf"^{kind}\s+2,000\s+[\d.]+\s+[\d,]+(\s+\d+){{4}}$", proc.stdout, re.M), (kind, proc.stdout)
+    ratio = re.search(r"^ratio = sluice rows/s / baseline rows/s = (\d+\.\d\d) \(goal >= 0\.80: (met|NOT met)\)$",
+                      proc.stdout, re.M)  # fmt: skip
+    assert ratio and float(ratio.group(1)) > 0, proc.stdout
+    assert re.search(r"^sluice memory (stayed flat|did NOT stay flat): RSS \d+ MB after 500 rows, \d+ MB after "
+                     r"2,000 rows", proc.stdout, re.M), proc.stdout  # fmt: skip
+    held = re.findall(r"^(baseline|sluice) index \S+ holds 2,000 documents \(expected 2,000\)$", proc.stdout, re.M)
+    assert held == ["baseline", "sluice"], proc.stdout
+    assert re.search(r"^correctness: OK", proc.stdout, re.M), proc.stdout
+    assert "FAILED" not in proc.stdout

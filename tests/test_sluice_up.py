@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,41 +19,18 @@ from blocks.search_engine import EmbeddedEngine
 from sluice.search import AliasAction
 from tests.conftest import free_port
 from tests.flows.test_index_lifecycle import _is_sensitive
-
-SLUICE = [sys.executable, "-m", "sluice.cli"]
+from tests.utils.sluice_up import SLUICE, clean_env, start, stop
 
 
 @pytest.fixture(scope="module")
 def sluice_up(tmp_path_factory):
     """`sluice up` on free ports and a fresh data dir, with the sample rows loaded."""
     data_dir = tmp_path_factory.mktemp("sluice-up")
-    api_port, prefect_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLUICE_"))}
-    env |= {"SLUICE_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = clean_env(data_dir)
     subprocess.run([*SLUICE, "load-sample"], env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(
-        [*SLUICE, "up", "--api-port", str(api_port), "--prefect-port", str(prefect_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    api = f"http://127.0.0.1:{api_port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{api}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    if proc.poll() is not None or time.monotonic() >= deadline:
-        proc.kill()
-        logs = "\n".join(p.read_text()[-3000:] for p in (data_dir / "logs").glob("*.log"))
-        pytest.fail(f"sluice up did not start:\n{proc.stdout.read() if proc.stdout else ''}\n{logs}")
-    yield {"api": api, "prefect": f"http://127.0.0.1:{prefect_port}", "data_dir": data_dir, "env": env, "proc": proc}
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("sluice up did not stop on SIGTERM")
+    up = start(data_dir, env)
+    yield up
+    stop(up)
 
 
 @pytest.fixture

@@ -260,17 +260,16 @@ async def run_task(app: AppDep, session: SessionDep, prefect: PrefectDep, task_i
     return {"runID": str(run.id), "createdAt": store.rfc3339(run.created)}
 
 
-def webhook_url(settings, task: ConnectorTask) -> str:
-    return f"{settings.api_url}{PREFIX}/webhooks/tasks/{task.id}?token={secret_box.sign(f'webhook:{task.id}')}"
-
-
 @router.get("/tasks/{task_id}/webhook")
-def get_webhook(app: AppDep, session: SessionDep, settings: SettingsDep, task_id: str) -> dict:
-    """The URL a subscription task listens on (Sluice's own; not in Algolia's spec)."""
+def get_webhook(app: AppDep, session: SessionDep, settings: SettingsDep, request: Request, task_id: str) -> dict:
+    """The URL a subscription task listens on (Sluice's own; not in Algolia's spec): on the address
+    the caller used, unless ``SLUICE_API_URL`` names the public one."""
     row = store.get_task(session, app.name, task_id)
     if row.trigger_type != "subscription":
         raise InvalidInput(f"task {task_id} is triggered {row.trigger_type}; only subscription tasks have a webhook")
-    return {"taskID": row.id, "url": webhook_url(settings, row)}
+    base = (settings.API_URL or str(request.base_url)).rstrip("/")
+    token = secret_box.sign(f"webhook:{row.id}")
+    return {"taskID": row.id, "url": f"{base}{PREFIX}/webhooks/tasks/{row.id}?token={token}"}
 
 
 @router.post("/webhooks/tasks/{task_id}", status_code=202)
@@ -278,7 +277,8 @@ async def subscription_event(session: SessionDep, prefect: PrefectDep, task_id: 
                              token: Annotated[str, Query(max_length=128)] = "") -> dict:  # fmt: skip
     """An event for a subscription task: its run starts (events arriving before it starts join it).
     The token in the URL is the credential, so senders that cannot set headers can call it."""
-    if not secret_box.verify(f"webhook:{task_id}", token):
+    # hmac.compare_digest refuses non-ASCII strings (TypeError): such a token is simply wrong.
+    if not token.isascii() or not secret_box.verify(f"webhook:{task_id}", token):
         raise Forbidden(INVALID_CREDENTIALS)
     row = session.get(ConnectorTask, task_id)
     if row is None or row.deleted_at is not None:

@@ -420,3 +420,84 @@ def test_a_cron_patch_on_an_on_demand_task_is_refused_and_other_apps_see_no_task
     assert client.get(f"{TASKS}/{task_id}", headers=museum).status_code == 404
     assert client.put(f"{TASKS}/{task_id}/disable", headers=museum).status_code == 404
     assert client.get(f"{TASKS}/{task_id}", headers=headers(client)).json()["enabled"] is True
+
+
+# --- no client input yields a 5xx ----------------------------------------------------------------------------
+
+KEYS = ["type", "name", "input", "platform", "authenticationID", "sourceID", "destinationID", "trigger", "action",
+        "enabled", "failureThreshold", "url", "cron", "indexName", "attributesToExclude", "mapping", "delimiter",
+        "startDate", "timeframe", "authenticationIDs", "sourceIDs", "destinationIDs", "taskIDs", "extra"]  # fmt: skip
+QUERY_KEYS = ["page", "itemsPerPage", "sort", "order", "type", "platform", "authenticationID", "action", "enabled",
+              "sourceID", "destinationID", "triggerType", "status", "taskID", "startDate", "endDate"]  # fmt: skip
+
+
+def _fuzz(rng, known: list[str], depth: int = 0):
+    kind = rng.choice(["str", "int", "bool", "none", "id", "list", "dict"] if depth < 3 else ["str", "int", "none"])
+    return {
+        "str": lambda: rng.choice(
+            [
+                "",
+                "csv",
+                "basic",
+                "schedule",
+                "* * * * *",
+                "a.[*].b",
+                "é\u0000",
+                "x" * 300,
+                "http://x",
+                "file:///etc/passwd",
+                "2024-01-17T00:00:00Z",
+                ";",
+                "none",
+            ]
+        ),
+        "int": lambda: rng.choice([0, -1, 101, 2**63, 10]),
+        "bool": lambda: rng.choice([True, False]),
+        "none": lambda: None,
+        "id": lambda: rng.choice(known),
+        "list": lambda: [_fuzz(rng, known, depth + 1) for _ in range(rng.randint(0, 3))],
+        "dict": lambda: {rng.choice(KEYS): _fuzz(rng, known, depth + 1) for _ in range(rng.randint(0, 4))},
+    }[kind]()
+
+
+def test_random_requests_never_cause_a_server_error(sluice_env, client, pipeline):
+    """Seeded random bodies, paths and query strings on every route that takes input."""
+    import random
+
+    sluice_env(CONNECTORS_RATE_LIMIT="10000/minute")
+    rng = random.Random(20261122)
+    task_id = make_task(client, pipeline)
+    known = [
+        pipeline["sourceID"],
+        pipeline["destinationID"],
+        task_id,
+        "not-an-id",
+        "00000000-0000-0000-0000-000000000000",
+    ]
+    collections = ["/1/authentications", "/1/destinations", "/1/sources", "/1/tasks"]
+    statuses: dict[int, int] = {}
+    for _ in range(400):
+        base = rng.choice(collections)
+        route = rng.choice(["create", "search", "patch", "list", "get", "delete", "enable"])
+        if route == "create":
+            request = ("POST", base, _fuzz(rng, known) if rng.random() < 0.2 else
+                       {k: _fuzz(rng, known) for k in rng.sample(KEYS, rng.randint(1, 6))})  # fmt: skip
+        elif route == "search":
+            request = ("POST", f"{base}/search", {rng.choice(KEYS): _fuzz(rng, known)})
+        elif route == "patch":
+            request = ("PATCH", f"{base}/{rng.choice(known)}", {k: _fuzz(rng, known) for k in rng.sample(KEYS, 3)})
+        elif route == "list":
+            params = {k: str(_fuzz(rng, known)) for k in rng.sample(QUERY_KEYS, rng.randint(1, 5))}
+            request = ("GET", base, None, params)
+        elif route == "enable":
+            request = ("PUT", f"/1/tasks/{rng.choice(known)}/{rng.choice(['enable', 'disable'])}", None)
+        else:
+            request = ("GET" if route == "get" else "DELETE", f"{base}/{rng.choice(known)}", None)
+        method, path, body, *params = request
+        response = client.request(method, path, json=body, params=params[0] if params else None,
+                                  headers=headers(client))  # fmt: skip
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code < 500, (method, path, body, params, response.text)
+        if response.status_code >= 400:
+            assert set(response.json()) == {"error", "message", "status"}, response.text
+    assert 429 not in statuses and statuses.get(400, 0) > 100 and statuses.get(200, 0) > 10, statuses
