@@ -9,7 +9,7 @@ atomic update at the very end.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -17,7 +17,6 @@ from typing import Literal
 
 import httpx
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency._asyncio import AcquireConcurrencySlotTimeoutError
@@ -41,6 +40,7 @@ from tasks.media import (
     index_settings,
     read_documents,
 )
+from tasks.progress import Progress, progress_artifact, scaled
 from tasks.sensitive import load_sensitive_terms
 
 Model = Literal["image", "audio"]
@@ -81,27 +81,6 @@ def model_lock(model: str) -> Iterator[None]:
         if acquired:
             raise
         raise Conflict(f"another lifecycle task for {model!r} is running; retry when it has finished") from exc
-
-
-Progress = Callable[[float], None]
-
-
-def progress_artifact(description: str) -> Progress:
-    """A Prefect progress artifact (0–100) for this run, and the function that moves it."""
-    artifact_id = create_progress_artifact(progress=0.0, description=description)
-    last = [0.0]
-
-    def report(percent: float) -> None:
-        percent = round(min(max(percent, 0.0), 100.0), 1)
-        if percent != last[0]:
-            last[0] = percent
-            update_progress_artifact(artifact_id, percent)
-
-    return report
-
-
-def scaled(progress: Progress, start: float, end: float) -> Progress:
-    return lambda percent: progress(start + (end - start) * percent / 100)
 
 
 def notify_callback(flow, run, state) -> None:  # noqa: ARG001 - Prefect hook signature

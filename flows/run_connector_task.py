@@ -33,6 +33,7 @@ from sluice.models import ConnectorTask
 from sluice.search import BulkResult
 from sluice.settings import get_settings
 from tasks.destinations import IndexWriter, alias_name
+from tasks.progress import progress_artifact
 from tasks.sources.base import SourceError
 from tasks.sources.registry import source_class
 from tasks.transform import Transform
@@ -163,6 +164,7 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
     writer = IndexWriter(engine, alias_name(task_row.tenant, index_name), task_row.action,
                          str(flow_run.get_id()).replace("-", ""))  # fmt: skip
     totals, critical = Totals(), None
+    progress = progress_artifact(f"Syncing source {source_row.name!r} into {index_name!r} ({task_row.action})")
     try:
         source = source_class(source_row.type)(source_row.input, secret)
         source.validate_config()
@@ -172,6 +174,8 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
         for number, rows in enumerate(source.get_docs(settings.CONNECTOR_CHUNK_SIZE), start=1):
             sync_chunk(quote(rows), number, quote(transform), quote(writer), quote(log), quote(totals))
             logger.info("chunk %d: %d rows read, %d records written so far", number, totals.rows, totals.indexed)
+            if (fraction := source.progress()) is not None:  # sources of unknown size show 0 until done
+                progress(min(99.0, 100 * fraction))
     except (SourceError, ConfigurationError, InvalidInput, EngineUnavailable, KeyError) as exc:
         critical = str(exc).strip("'\"") or type(exc).__name__
 
@@ -204,5 +208,6 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
         reason += f"; the task failed {MAX_CRITICAL_FAILURES} times in a row and is now disabled"
     summary |= {"outcome": "success" if ok else "failure", "reasonCode": code, "reason": reason}
     log.add("log", "succeeded" if ok else ("critical" if code == "critical" else "failed"), 0, summary)
+    progress(100)
     logger.info("%s: %s", code, reason)
     return Completed(message=reason) if ok else Failed(message=reason)

@@ -526,5 +526,52 @@ def _follow_job(client: httpx.Client, params: dict, job: str, total: int) -> Non
             time.sleep(1)
 
 
+# --- connectors ----------------------------------------------------------------------------------------------
+
+connectors_app = typer.Typer(help="Tasks of the connectors API.", no_args_is_help=True)
+app.add_typer(connectors_app, name="connectors")
+
+
+@connectors_app.command("run")
+def run_connector_task(
+    task_id: Annotated[str, typer.Argument(help="The task's taskID.")],
+    app_id: Annotated[str, typer.Option("--app", envvar="SLUICE_APP_ID", help="Application ID [SLUICE_APP_ID].")],
+    key: Annotated[str, typer.Option(envvar="SLUICE_API_KEY", help="The application's key [SLUICE_API_KEY].")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run with a progress bar.")] = False,
+    api_url: ApiUrlOption = None,
+) -> None:
+    """Run a connector task now; with --wait, follow the run to its outcome (exit 1 on failure)."""
+    with _api(api_url) as client:
+        client.headers.update({"X-Algolia-Application-Id": app_id, "X-Algolia-API-Key": key})
+        response = client.post(f"/1/tasks/{task_id}/run")
+        if response.status_code != 200:
+            _fail(response)
+        run_id = response.json()["runID"]
+        console.print(f"run {run_id} created")
+        if not wait:
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar:
+            row = bar.add_task("created", total=1)
+            while True:
+                response = client.get(f"/1/runs/{run_id}")
+                if response.status_code == 429:  # runs allow 200 reads per 30 s: keep polling politely
+                    time.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
+                if response.status_code != 200:
+                    _fail(response)
+                run = response.json()
+                progress = run.get("progress") or {}
+                bar.update(row, description=run["status"], total=max(progress.get("expectedNbOfEvents", 1), 1),
+                           completed=progress.get("receivedNbOfEvents", 0))  # fmt: skip
+                if run["status"] in ("finished", "skipped"):
+                    break
+                time.sleep(1)
+    outcome = run.get("outcome", "success")
+    console.print(f"[{'green' if outcome == 'success' else 'red'}]{outcome}[/]: {run.get('reason', '')}")
+    if outcome != "success":
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

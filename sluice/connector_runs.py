@@ -37,6 +37,7 @@ from sqlmodel import Session, col, select
 from sluice.connectors import paged, pagination_of, rfc3339
 from sluice.errors import InvalidInput, NotFound
 from sluice.models import ConnectorEvent, ConnectorTask
+from tasks.progress import latest_progress
 
 FLOW = "run-connector-task"
 DEPLOYMENT = f"{FLOW}/sluice"
@@ -175,14 +176,23 @@ def run_status(run: FlowRun) -> str:
     return "finished" if state.is_final() else "started" if state.type is StateType.RUNNING else "created"
 
 
-def run_view(run: FlowRun, closing: ConnectorEvent | None, events: int) -> dict[str, Any]:
+def expected_events(status: str, events: int, percent: float | None) -> int:
+    """Events a run will have published in all: known once it ended; while it works, extrapolated
+    from how far through its source it is (the closing event is always still to come)."""
+    if status in ("finished", "skipped"):
+        return events
+    if percent and 0 < percent < 100:
+        return max(events + 1, round(events * 100 / percent) + 1)
+    return events + 1
+
+
+def run_view(run: FlowRun, closing: ConnectorEvent | None, events: int, percent: float | None = None) -> dict[str, Any]:
     status = run_status(run)
     state_type = run.state.type if run.state else StateType.SCHEDULED
     shown: dict[str, Any] = {
         "runID": str(run.id), "appID": _tag(run, "app") or "", "taskID": _tag(run, "task") or "",
         "status": status, "type": _tag(run, "type") or "reindex", "createdAt": rfc3339(run.created),
-        "progress": {"expectedNbOfEvents": events if status in ("finished", "skipped") else events + 1,
-                     "receivedNbOfEvents": events},
+        "progress": {"expectedNbOfEvents": expected_events(status, events, percent), "receivedNbOfEvents": events},
     }  # fmt: skip
     summary = (closing.data or {}) if closing else {}
     # No "processing" outcome while a run works: the seed spec lists it, today's clients reject it.
@@ -204,10 +214,12 @@ def run_view(run: FlowRun, closing: ConnectorEvent | None, events: int) -> dict[
     return shown
 
 
-def _views(session: Session, runs: list[FlowRun]) -> list[dict[str, Any]]:
+async def _views(client: PrefectClient, session: Session, runs: list[FlowRun]) -> list[dict[str, Any]]:
     ids = [str(run.id) for run in runs]
     closing, counts = _closing_events(session, ids), _event_counts(session, ids)
-    return [run_view(run, closing.get(str(run.id)), counts.get(str(run.id), 0)) for run in runs]
+    working = [run.id for run in runs if run_status(run) not in ("finished", "skipped")]
+    percents = await latest_progress(client, working)
+    return [run_view(run, closing.get(str(run.id)), counts.get(str(run.id), 0), percents.get(run.id)) for run in runs]
 
 
 def _run_filter(tenant: str, task_ids: list[str], statuses: list[str], start: datetime, end: datetime) -> FlowRunFilter:
@@ -243,12 +255,12 @@ async def list_runs(
             runs.extend(batch)
             if len(batch) < PREFECT_READ_LIMIT:
                 break
-        runs.sort(key=run_status, reverse=order == "desc")
+        runs.sort(key=lambda run: RUN_STATUSES.index(run_status(run)), reverse=order == "desc")  # lifecycle order
         runs = runs[offset : offset + items_per_page]
     else:
         runs = await client.read_flow_runs(flow_run_filter=flow_filter, sort=RUN_SORT[sort, order], offset=offset,
                                            limit=items_per_page)  # fmt: skip
-    return _views(session, runs), pagination_of(total, page, items_per_page)
+    return await _views(client, session, runs), pagination_of(total, page, items_per_page)
 
 
 async def read_run(client: PrefectClient, tenant: str, run_id: str) -> FlowRun:
@@ -266,7 +278,7 @@ async def read_run(client: PrefectClient, tenant: str, run_id: str) -> FlowRun:
 
 
 async def get_run(client: PrefectClient, session: Session, tenant: str, run_id: str) -> dict[str, Any]:
-    return _views(session, [await read_run(client, tenant, run_id)])[0]
+    return (await _views(client, session, [await read_run(client, tenant, run_id)]))[0]
 
 
 async def start_run(client: PrefectClient, task: ConnectorTask, trigger: str) -> FlowRun:

@@ -210,3 +210,28 @@ def test_schedule_tasks_run_on_their_cron_and_disabled_ones_never_also_after_a_r
         assert _finished_runs(up, client, paused) == []
         all_runs = client.get("/1/runs", params={"taskID": paused, "itemsPerPage": 100}).json()
         assert all_runs["runs"] == []
+
+
+def test_cli_runs_a_task_and_follows_it_with_a_progress_bar(up, files):
+    with _api(up) as client:
+        source = client.post("/1/sources", json={"type": "csv", "name": "cli", "input": {
+            "url": f"{files}/products.csv", "uniqueIDColumn": "sku"}}).json()["sourceID"]  # fmt: skip
+        destination = client.post("/1/destinations", json={"type": "search", "name": "cli",
+                                                           "input": {"indexName": "cli"}}).json()["destinationID"]  # fmt: skip
+        task = client.post("/1/tasks", json={"sourceID": source, "destinationID": destination, "action": "replace",
+                                             "trigger": {"type": "onDemand"}}).json()["taskID"]  # fmt: skip
+        missing = client.post("/1/sources", json={"type": "csv", "name": "gone", "input": {
+            "url": f"{files}/missing.csv"}}).json()["sourceID"]  # fmt: skip
+        broken = client.post("/1/tasks", json={"sourceID": missing, "destinationID": destination, "action": "save",
+                                               "trigger": {"type": "onDemand"}}).json()["taskID"]  # fmt: skip
+    env = up["env"] | {"SLUICE_API_URL": up["api"], "SLUICE_APP_ID": "shop", "SLUICE_API_KEY": up["keys"]["shop"]}
+
+    done = subprocess.run([*SLUICE, "connectors", "run", task, "--wait"], env=env, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+    failed = subprocess.run([*SLUICE, "connectors", "run", broken, "--wait"], env=env, capture_output=True,
+                            text=True, timeout=180)  # fmt: skip
+
+    shown, failure = done.stdout + done.stderr, failed.stdout + failed.stderr  # the bar and messages go to stderr
+    assert done.returncode == 0, shown
+    assert "finished" in shown and "100%" in shown and "success: 40 records written to cli" in shown
+    assert failed.returncode == 1 and "failure" in failure and "HTTP 404" in failure, failure

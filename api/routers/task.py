@@ -13,9 +13,6 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, status
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    ArtifactFilterType,
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -32,6 +29,7 @@ from sluice.errors import Conflict, InvalidInput, NotFound
 from sluice.schemas import Action, IndexStat, TaskCreate, TaskCreated, TaskPage, TaskStatus
 from sluice.search import SearchEngine
 from tasks import indices
+from tasks.progress import latest_progress
 
 router = APIRouter(tags=["index lifecycle"])
 
@@ -88,22 +86,6 @@ def _status(run: FlowRun, progress: float | None) -> TaskStatus:
     )
 
 
-async def _progress(client: PrefectClient, run_ids: list[UUID]) -> dict[UUID, float]:
-    """The latest progress artifact of each run."""
-    if not run_ids:
-        return {}
-    artifacts = await client.read_artifacts(
-        artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=run_ids), type=ArtifactFilterType(any_=["progress"])
-        )
-    )
-    found: dict[UUID, float] = {}
-    for artifact in sorted(artifacts, key=lambda a: a.updated or a.created):
-        if artifact.flow_run_id and isinstance(artifact.data, int | float):
-            found[artifact.flow_run_id] = float(artifact.data)
-    return found
-
-
 async def _read_task(client: PrefectClient, task_id: str) -> FlowRun:
     try:
         run = await client.read_flow_run(UUID(task_id))
@@ -152,7 +134,7 @@ async def create_task(
 async def read_task(*, task_id: str, client: PrefectDep) -> TaskStatus:
     """One task's status, progress, error and timestamps, from its flow run."""
     run = await _read_task(client, task_id)
-    return _status(run, (await _progress(client, [run.id])).get(run.id))
+    return _status(run, (await latest_progress(client, [run.id])).get(run.id))
 
 
 @router.get("/task", response_model=TaskPage)
@@ -172,7 +154,7 @@ async def read_tasks(
         limit=page_size,
         offset=(page - 1) * page_size,
     )
-    progress = await _progress(client, [run.id for run in runs])
+    progress = await latest_progress(client, [run.id for run in runs])
     return TaskPage(count=count, page=page, page_size=page_size, results=[_status(r, progress.get(r.id)) for r in runs])
 
 
@@ -186,7 +168,7 @@ async def cancel_task(*, task_id: str, client: PrefectDep) -> TaskStatus:
     new_state = Cancelling() if state_type is StateType.RUNNING else Cancelled()
     await client.set_flow_run_state(run.id, new_state, force=True)
     run = await client.read_flow_run(run.id)
-    return _status(run, (await _progress(client, [run.id])).get(run.id))
+    return _status(run, (await latest_progress(client, [run.id])).get(run.id))
 
 
 @router.get("/stat/{name}", response_model=IndexStat)

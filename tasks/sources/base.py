@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import httpx
@@ -27,6 +30,11 @@ class Source(ABC):
     def __init__(self, configuration: dict[str, Any], secret: dict[str, Any] | None = None):
         self.config = self.config_model.model_validate(configuration)
         self.secret = secret or {}
+        self.meter = Meter()
+
+    def progress(self) -> float | None:
+        """How far through the source the reading is (0–1), when the source knows its size."""
+        return self.meter.fraction()
 
     def validate_config(self) -> None:  # noqa: B027 - optional hook
         """Local checks beyond the model's; raise ``ConfigurationError`` naming the field."""
@@ -36,11 +44,23 @@ class Source(ABC):
         """The source's rows, ``chunk_size`` at a time."""
 
 
-class _Stream(io.RawIOBase):
-    """A streamed HTTP body as a file object, so parsers read it chunk by chunk."""
+@dataclass
+class Meter:
+    """Bytes read of a body of known (or unknown) size."""
 
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks, self._rest = chunks, b""
+    read: int = 0
+    total: int | None = None
+
+    def fraction(self) -> float | None:
+        return min(1.0, self.read / self.total) if self.total else None
+
+
+class _Stream(io.RawIOBase):
+    """Chunks of bytes (a streamed HTTP body, a file's blocks) as a file object, so parsers read
+    it piece by piece; every byte handed out is counted on the meter."""
+
+    def __init__(self, chunks: Iterator[bytes], meter: Meter):
+        self._chunks, self._rest, self._meter = chunks, b"", meter
 
     def readable(self) -> bool:
         return True
@@ -53,16 +73,24 @@ class _Stream(io.RawIOBase):
                 return 0
         size = min(len(buffer), len(self._rest))
         buffer[:size], self._rest = self._rest[:size], self._rest[size:]
+        self._meter.read += size
         return size
 
 
+BLOCK = 1 << 20
+
+
 @contextmanager
-def open_url(url: str, method: str = "GET", timeout: float = 60.0) -> Iterator[io.BufferedReader]:
-    """A binary file object over ``url`` (http, https or file://), streamed: memory stays flat."""
+def open_url(url: str, method: str = "GET", timeout: float = 60.0, meter: Meter | None = None
+             ) -> Iterator[io.BufferedReader]:  # fmt: skip
+    """A binary file object over ``url`` (http, https or file://), streamed: memory stays flat.
+    ``meter`` learns the size (a file's, or the Content-Length) and counts the bytes read."""
+    meter = meter or Meter()
     if url.startswith("file://"):
         try:
             with open(url.removeprefix("file://"), "rb") as handle:
-                yield handle
+                meter.total = os.fstat(handle.fileno()).st_size
+                yield io.BufferedReader(_Stream(iter(partial(handle.read, BLOCK), b""), meter), buffer_size=BLOCK)
         except OSError as exc:
             raise SourceError(f"cannot read {url}: {exc.strerror or exc}") from None
         return
@@ -70,7 +98,10 @@ def open_url(url: str, method: str = "GET", timeout: float = 60.0) -> Iterator[i
         with httpx.Client(timeout=timeout, follow_redirects=True) as client, client.stream(method, url) as response:
             if response.status_code >= 400:
                 raise SourceError(f"{method} {url} answered HTTP {response.status_code}")
-            yield io.BufferedReader(_Stream(response.iter_bytes()), buffer_size=1 << 20)
+            length = response.headers.get("content-length", "")
+            # A compressed body's length counts compressed bytes; the count here is of decoded ones.
+            meter.total = int(length) if length.isdigit() and not response.headers.get("content-encoding") else None
+            yield io.BufferedReader(_Stream(response.iter_bytes(), meter), buffer_size=BLOCK)
     except httpx.HTTPError as exc:
         raise SourceError(f"cannot read {url}: {exc}") from None
 

@@ -17,7 +17,7 @@ class CsvSource(Source):
     config_model = SourceCSV
 
     def get_docs(self, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
-        with open_url(self.config.url, self.config.method) as body:
+        with open_url(self.config.url, self.config.method, meter=self.meter) as body:
             try:
                 chunks = pd.read_csv(body, sep=self.config.delimiter, dtype=str, keep_default_na=False,
                                      na_values=[""], chunksize=chunk_size, engine="c")  # fmt: skip

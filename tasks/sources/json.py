@@ -17,7 +17,7 @@ class JsonSource(Source):
     config_model = SourceJSON
 
     def get_docs(self, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
-        with open_url(self.config.url, self.config.method) as body:
+        with open_url(self.config.url, self.config.method, meter=self.meter) as body:
             # "[" opens an array of records; anything else is read as one record per line (JSON Lines).
             first = body.peek(256).lstrip()[:1]
             items = ijson.items(body, "item" if first == b"[" else "", multiple_values=True, use_float=True)

@@ -29,8 +29,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        body = BODIES.get(self.path)
+        body = BODIES.get(self.path.removesuffix("?sized"))
         self.send_response(200 if body is not None else 404)
+        if body is not None and self.path.endswith("?sized"):
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body or b"missing")
 
@@ -85,3 +87,20 @@ def test_an_unreachable_url_fails_with_a_reason():
 
     with pytest.raises(SourceError, match="cannot read"):
         read("csv", url=f"http://127.0.0.1:{free_port()}/x.csv")
+
+
+@pytest.mark.parametrize("where", ["file", "http with a length", "http without"])
+def test_sources_report_how_far_through_they_are_when_the_size_is_known(base_url, tmp_path, where):
+    big = "sku,text\n" + "".join(f"S{i},{'x' * 200}\n" for i in range(20_000))  # ~4 MB: several blocks
+    (tmp_path / "big.csv").write_text(big)
+    BODIES["/big.csv"] = big.encode()
+    url = {"file": f"file://{tmp_path / 'big.csv'}", "http with a length": f"{base_url}/big.csv?sized",
+           "http without": f"{base_url}/big.csv"}[where]  # fmt: skip
+    source = source_class("csv")({"url": url})
+
+    seen = [source.progress() for _ in source.get_docs(chunk_size=2000)]
+
+    if where == "http without":
+        assert set(seen) == {None}  # unknown size: no made-up figure
+    else:
+        assert seen == sorted(seen) and 0 < seen[0] < 0.5 and source.progress() == 1.0
