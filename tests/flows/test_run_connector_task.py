@@ -4,6 +4,8 @@ failure thresholds, critical failures (and the task disabled after five), skippe
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlmodel import Session, select
 
@@ -215,3 +217,37 @@ def test_a_deleted_task_is_skipped(app_db, tmp_path):
     state = run(task_id)
 
     assert state.is_completed() and state.name == "Skipped"
+
+
+def test_a_json_source_with_nested_records_and_excluded_paths(app_db, flow_engine, tmp_path):
+    records = [{"id": n, "title": f"Print {n}", "variants": [{"sku": f"V{n}a", "cost": 1}, {"sku": f"V{n}b", "cost": 2}],
+                "meta": {"internal": "x", "public": "y"}} for n in range(5)]  # fmt: skip
+    (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    with db.session(app_db) as session:
+        source = store.create(
+            session,
+            store.SOURCES,
+            "shop",
+            store.ResourceCreate(
+                type="json", name="feed", input={"url": f"file://{tmp_path / 'items.jsonl'}", "uniqueIDColumn": "id"}
+            ),
+        )
+        destination = store.create(
+            session,
+            store.DESTINATIONS,
+            "shop",
+            store.ResourceCreate(
+                type="search",
+                name="idx",
+                input={"indexName": "Prints", "attributesToExclude": ["variants.[*].cost", "meta.internal"]},
+            ),
+        )
+        task_id = store.create_task(session, "shop", store.TaskCreate(
+            sourceID=source.id, destinationID=destination.id, trigger={"type": "onDemand"}, action="save")).id  # fmt: skip
+
+    assert run(task_id).is_completed()
+
+    alias = alias_name("shop", "Prints")
+    assert flow_engine.count(alias) == 5
+    assert flow_engine.get(alias, "3") == {"id": 3, "title": "Print 3", "variants": [{"sku": "V3a"}, {"sku": "V3b"}],
+                                           "meta": {"public": "y"}, "objectID": "3"}  # fmt: skip
