@@ -163,7 +163,7 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
     engine = engine_from_settings(settings)
     writer = IndexWriter(engine, alias_name(task_row.tenant, index_name), task_row.action,
                          str(flow_run.get_id()).replace("-", ""))  # fmt: skip
-    totals, critical = Totals(), None
+    totals, failure = Totals(), None
     progress = progress_artifact(f"Syncing source {source_row.name!r} into {index_name!r} ({task_row.action})")
     try:
         source = source_class(source_row.type)(source_row.input, secret)
@@ -177,12 +177,15 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
             if (fraction := source.progress()) is not None:  # sources of unknown size show 0 until done
                 progress(min(99.0, 100 * fraction))
     except (SourceError, ConfigurationError, InvalidInput, EngineUnavailable, KeyError) as exc:
-        critical = str(exc).strip("'\"") or type(exc).__name__
+        failure = "critical", str(exc).strip("'\"") or type(exc).__name__
+    except Exception as exc:  # a bug of ours: still report it and clean up, but never disable the task for it
+        logger.exception("the run failed unexpectedly")
+        failure = "internal", f"{type(exc).__name__}: {exc}"
 
     summary: dict[str, Any] = {"failureThreshold": threshold, "rows": totals.rows, "indexed": totals.indexed,
                                "failed": totals.failed, "errors": totals.errors, "index": index_name}  # fmt: skip
-    if critical is not None:
-        code, reason = "critical", critical
+    if failure is not None:
+        code, reason = failure
     elif totals.percent_failed() > threshold:
         code = "too_many_errors"
         reason = (f"{totals.failed} of {totals.rows} records failed ({totals.percent_failed():.1f}%), "
@@ -200,8 +203,12 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
             writer.abort()
             if code == "no_events":
                 reason += "; the index was left as it was"
-    except EngineUnavailable as exc:
+    except EngineUnavailable as exc:  # a new index left behind is never served (the alias did not move)
         code, reason, ok = "critical", f"the search engine is unavailable: {exc}", False
+    except Exception as exc:  # e.g. an index squatting the alias name: the live data is untouched
+        logger.exception("could not finish writing")
+        code, reason, ok = "internal", f"{type(exc).__name__}: {exc}", False
+        writer.abort()
 
     disabled = _finish(db, task_id, critical=code == "critical")
     if disabled:

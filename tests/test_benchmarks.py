@@ -1,5 +1,6 @@
 """Smoke tests of the benchmarks: the reindex benchmark (`make bench`) runs end to end on the
-embedded engine, and the document-ingestion benchmark runs a few seconds against `sluice up`.
+embedded engine, the document-ingestion benchmark runs a few seconds against `sluice up`, and the
+connectors benchmark syncs a small CSV.
 
 They check that the benchmarks work (exit 0, everything indexed, tables with a ratio and the
 goals' verdicts), never how fast anything is.
@@ -16,22 +17,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+def bench(module: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``benchmarks.<module>`` in a clean environment; it must exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PREFECT_"))}
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return proc
 
 
 def test_reindex_benchmark_quick_embedded():
-    env = _env()
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.reindex", "--quick", "--engines", "embedded"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    proc = bench("reindex", "--quick", "--engines", "embedded")
     assert re.search(r"^engine\s+rows\b.*\bratio\b", proc.stdout, re.M), proc.stdout
     # one table row per size: engine, rows, Sluice s, Sluice rows/s, baseline s, baseline rows/s, ratio, ...
     rows = re.findall(r"^embedded\s+(\d+)\s+[\d.]+\s+[\d,]+\s+[\d.]+\s+[\d,]+\s+(\d+\.\d\d)\s", proc.stdout, re.M)
@@ -42,16 +38,7 @@ def test_reindex_benchmark_quick_embedded():
 
 
 def test_documents_benchmark_few_seconds_low_rate():
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.documents", "--seconds", "3", "--rate", "200", "--warmup-batches", "2"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    proc = bench("documents", "--seconds", "3", "--rate", "200", "--warmup-batches", "2")
     assert re.search(r"^latency\s+p50\s+p95\s+max\s+n$", proc.stdout, re.M), proc.stdout
     # a row: name, then p50, p95 and max (ms or s), then how many
     figure = r"([\d,.]+) (ms|s)"
@@ -70,16 +57,7 @@ def test_documents_benchmark_few_seconds_low_rate():
 
 
 def test_connectors_benchmark_small_csv_embedded():
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.connectors", "--rows", "2000", "--chunk-size", "500"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    proc = bench("connectors", "--rows", "2000", "--chunk-size", "500")
     assert re.search(r"^load\s+rows\s+seconds\s+rows/s\b.*\bpeak MB$", proc.stdout, re.M), proc.stdout
     # one table row per load: kind, rows, seconds, rows/s, RSS before, RSS @10%, RSS @100%, peak
     for kind in ("baseline", "sluice"):
