@@ -22,14 +22,26 @@ class SourceError(Exception):
 
 
 class Source(ABC):
-    """Reads one source's records in chunks, never the whole source at once."""
+    """Reads one source's records in chunks, never the whole source at once.
+
+    ``secret``: the decrypted input of the source's authentication (or {}). ``task_input``: the
+    task's ``input`` (e.g. ``{startDate, endDate}`` or ``{timeframe}``), with ``scheduled`` telling
+    which trigger started the run. ``state``: what the last successful run left in ``self.state``
+    (a cursor, Singer STATE); an incremental source reads from it and moves ``self.state`` on as it
+    goes. The flow saves ``self.state`` only when the run succeeds, so a failed run re-reads.
+    """
 
     source_type: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]
 
-    def __init__(self, configuration: dict[str, Any], secret: dict[str, Any] | None = None):
+    def __init__(self, configuration: dict[str, Any], secret: dict[str, Any] | None = None,
+                 task_input: dict[str, Any] | None = None, state: dict[str, Any] | None = None,
+                 scheduled: bool = False):  # fmt: skip
         self.config = self.config_model.model_validate(configuration)
         self.secret = secret or {}
+        self.task_input = task_input or {}
+        self.state = state
+        self.scheduled = scheduled
         self.meter = Meter()
 
     def progress(self) -> float | None:
@@ -38,6 +50,13 @@ class Source(ABC):
 
     def validate_config(self) -> None:  # noqa: B027 - optional hook
         """Local checks beyond the model's; raise ``ConfigurationError`` naming the field."""
+
+    def check_connection(self) -> None:  # noqa: B027 - optional hook
+        """Reach the source with these credentials; raise ``SourceError`` saying what failed."""
+
+    def discover(self) -> list[dict[str, Any]]:
+        """The streams the source offers (Singer catalog entries); only some types have them."""
+        raise SourceError(f"{self.source_type} sources have no streams to discover")
 
     @abstractmethod
     def get_docs(self, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
