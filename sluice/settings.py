@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         default="200/30 seconds", description="Requests per client IP to the connectors API's runs and events."
     )
     CONNECTOR_CHUNK_SIZE: int = Field(default=5_000, gt=0, description="Source rows per chunk of a task run.")
+    BIGQUERY_API_ENDPOINT: str | None = Field(
+        default=None, description="BigQuery API base URL (an emulator); credentials are then anonymous."
+    )
+    BIGCOMMERCE_API_URL: str = Field(
+        default="https://api.bigcommerce.com", description="BigCommerce API base URL (stores/{storeHash}/v3/...)."
+    )
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8001
     API_URL: str | None = Field(default=None, description="Base URL the CLI and status links use.")
