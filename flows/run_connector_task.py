@@ -123,11 +123,14 @@ def _tag_run(task_row: ConnectorTask) -> None:
             client.update_flow_run(run_id, tags=sorted(set(run.tags) | set(wanted)))
 
 
-def _finish(db: Engine, task_id: str, critical: bool) -> bool:
-    """Record the run on the task; returns True when the task was disabled for failing too often."""
+def _finish(db: Engine, task_id: str, critical: bool, state: dict[str, Any] | None = None) -> bool:
+    """Record the run on the task (and, after a success, where an incremental source got to);
+    returns True when the task was disabled for failing too often."""
     with Session(db) as session:
         row = session.get(ConnectorTask, task_id)
         row.last_run = datetime.now(UTC)
+        if state is not None:
+            row.cursor = state
         row.consecutive_failures = row.consecutive_failures + 1 if critical else 0
         disabled = critical and row.enabled and row.consecutive_failures >= MAX_CRITICAL_FAILURES
         if disabled:
@@ -163,10 +166,12 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
     engine = engine_from_settings(settings)
     writer = IndexWriter(engine, alias_name(task_row.tenant, index_name), task_row.action,
                          str(flow_run.get_id()).replace("-", ""))  # fmt: skip
-    totals, failure = Totals(), None
+    totals, failure, source = Totals(), None, None
     progress = progress_artifact(f"Syncing source {source_row.name!r} into {index_name!r} ({task_row.action})")
     try:
-        source = source_class(source_row.type)(source_row.input, secret)
+        source = source_class(source_row.type)(source_row.input, secret, task_input=task_row.input,
+                                               state=task_row.cursor, scheduled=trigger == "schedule")  # fmt: skip
+        source.record_type = destination.get("recordType") or "product"
         source.validate_config()
         transform = Transform(mapping=source_row.input.get("mapping") or {},
                               unique_id_column=source_row.input.get("uniqueIDColumn"),
@@ -210,7 +215,8 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
         code, reason, ok = "internal", f"{type(exc).__name__}: {exc}", False
         writer.abort()
 
-    disabled = _finish(db, task_id, critical=code == "critical")
+    state = source.state if ok and source is not None else None
+    disabled = _finish(db, task_id, critical=code == "critical", state=state)
     if disabled:
         reason += f"; the task failed {MAX_CRITICAL_FAILURES} times in a row and is now disabled"
     summary |= {"outcome": "success" if ok else "failure", "reasonCode": code, "reason": reason}

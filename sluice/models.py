@@ -309,6 +309,7 @@ class ConnectorTask(ConnectorRecord, table=True):
     input: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     last_run: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     consecutive_failures: int = 0
+    cursor: dict[str, Any] | None = Field(default=None, sa_type=JSON)  # the source's state after the last success
 
 
 class ConnectorEvent(SQLModel, table=True):

@@ -42,6 +42,7 @@ class Source(ABC):
         self.task_input = task_input or {}
         self.state = state
         self.scheduled = scheduled
+        self.record_type = "product"  # the destination's recordType, for shop sources: product or variant
         self.meter = Meter()
 
     def progress(self) -> float | None:

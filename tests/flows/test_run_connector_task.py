@@ -5,6 +5,7 @@ failure thresholds, critical failures (and the task disabled after five), skippe
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -12,10 +13,13 @@ from sqlmodel import Session, select
 from flows.run_connector_task import MAX_CRITICAL_FAILURES, run_connector_task
 from sluice import connectors as store
 from sluice import credentials, db
+from sluice.connectors import SourceJSON
 from sluice.models import ConnectorEvent, ConnectorTask
 from sluice.search import Query
 from sluice.settings import get_settings
 from tasks.destinations import alias_name
+from tasks.sources import registry
+from tasks.sources.base import Source, SourceError
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -251,3 +255,56 @@ def test_a_json_source_with_nested_records_and_excluded_paths(app_db, flow_engin
     assert flow_engine.count(alias) == 5
     assert flow_engine.get(alias, "3") == {"id": 3, "title": "Print 3", "variants": [{"sku": "V3a"}, {"sku": "V3b"}],
                                            "meta": {"public": "y"}, "objectID": "3"}  # fmt: skip
+
+
+class LinesSource(Source):
+    """An incremental source: JSON lines of a local file, from the line after its state's."""
+
+    source_type = "json"
+    config_model = SourceJSON
+
+    def get_docs(self, chunk_size: int):
+        lines = Path(self.config.url.removeprefix("file://")).read_text().splitlines()
+        start = (self.state or {}).get("line", 0)
+        for number in range(start, len(lines), chunk_size):
+            batch = [json.loads(line) for line in lines[number : number + chunk_size]]
+            if any("boom" in record for record in batch):
+                raise SourceError("the feed broke off")
+            self.state = {"line": number + len(batch)}
+            yield batch
+
+
+def test_an_incremental_source_resumes_from_its_state_saved_only_after_a_success(app_db, flow_engine, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    monkeypatch.setitem(registry.SOURCES, "json", "tests.flows.test_run_connector_task:LinesSource")
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps({"id": n}) + "\n" for n in range(4)))
+    with db.session(app_db) as session:
+        source = store.create(
+            session,
+            store.SOURCES,
+            "shop",
+            store.ResourceCreate(type="json", name="feed", input={"url": f"file://{feed}", "uniqueIDColumn": "id"}),
+        )
+        destination = store.create(
+            session,
+            store.DESTINATIONS,
+            "shop",
+            store.ResourceCreate(type="search", name="idx", input={"indexName": "Feed"}),
+        )
+        task_id = store.create_task(session, "shop", store.TaskCreate(
+            sourceID=source.id, destinationID=destination.id, trigger={"type": "onDemand"}, action="save")).id  # fmt: skip
+
+    first = run(task_id)
+    with feed.open("a") as out:
+        out.write(json.dumps({"id": 4}) + "\n" + json.dumps({"id": 5, "boom": 1}) + "\n")
+    broken = run(task_id)
+    feed.write_text("".join(json.dumps({"id": n}) + "\n" for n in range(6)))
+    second = run(task_id)
+
+    assert first.is_completed() and broken.is_failed() and second.is_completed()
+    assert closing(app_db, first)["rows"] == 4
+    assert closing(app_db, second)["rows"] == 2  # rows 4 and 5 only: the failed run moved nothing on
+    with db.session(app_db) as session:
+        assert session.get(ConnectorTask, task_id).cursor == {"line": 6}
+    assert flow_engine.count(alias_name("shop", "Feed")) == 6
