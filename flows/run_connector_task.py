@@ -169,8 +169,10 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
     totals, failure, source = Totals(), None, None
     progress = progress_artifact(f"Syncing source {source_row.name!r} into {index_name!r} ({task_row.action})")
     try:
-        source = source_class(source_row.type)(source_row.input, secret, task_input=task_row.input,
-                                               state=task_row.cursor, scheduled=trigger == "schedule")  # fmt: skip
+        # A replace rebuilds the whole index, so it reads the whole source: no resuming from a cursor.
+        state = task_row.cursor if task_row.action != "replace" else None
+        source = source_class(source_row.type)(source_row.input, secret, task_input=task_row.input, state=state,
+                                               scheduled=trigger == "schedule")  # fmt: skip
         source.record_type = destination.get("recordType") or "product"
         source.validate_config()
         transform = Transform(mapping=source_row.input.get("mapping") or {},
@@ -215,8 +217,8 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
         code, reason, ok = "internal", f"{type(exc).__name__}: {exc}", False
         writer.abort()
 
-    state = source.state if ok and source is not None else None
-    disabled = _finish(db, task_id, critical=code == "critical", state=state)
+    saved = source.state if ok and source is not None and task_row.action != "replace" else None
+    disabled = _finish(db, task_id, critical=code == "critical", state=saved)
     if disabled:
         reason += f"; the task failed {MAX_CRITICAL_FAILURES} times in a row and is now disabled"
     summary |= {"outcome": "success" if ok else "failure", "reasonCode": code, "reason": reason}

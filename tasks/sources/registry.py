@@ -9,6 +9,7 @@ from tasks.sources.base import Source
 SOURCES = {
     "csv": "tasks.sources.csv:CsvSource",
     "json": "tasks.sources.json:JsonSource",
+    "bigquery": "tasks.sources.bigquery:BigQuerySource",
 }
 
 
