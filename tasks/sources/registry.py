@@ -10,6 +10,8 @@ SOURCES = {
     "csv": "tasks.sources.csv:CsvSource",
     "json": "tasks.sources.json:JsonSource",
     "bigquery": "tasks.sources.bigquery:BigQuerySource",
+    "commercetools": "tasks.sources.commercetools:CommercetoolsSource",
+    "bigcommerce": "tasks.sources.bigcommerce:BigCommerceSource",
 }
 
 
