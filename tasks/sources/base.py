@@ -129,3 +129,12 @@ def open_url(url: str, method: str = "GET", timeout: float = 60.0, meter: Meter 
 def require(condition: bool, field: str, message: str) -> None:
     if not condition:
         raise ConfigurationError(f"{field}: {message}")
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """An API answer's JSON object, or {} when the body is not one (an error page, a proxy's HTML)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

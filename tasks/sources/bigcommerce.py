@@ -23,7 +23,7 @@ import httpx
 
 from sluice.connectors import BigCommerceMetafield, SourceBigCommerce
 from sluice.settings import get_settings
-from tasks.sources.base import Source, SourceError, require
+from tasks.sources.base import Source, SourceError, json_object, require
 
 PAGE_LIMIT = 250  # the API's largest page
 PRICE_BATCH = 250  # items per batch-pricing request
@@ -78,7 +78,7 @@ class BigCommerceSource(Source):
                 return httpx.Response(200, json={"data": []})
             raise SourceError(f"BigCommerce has no store {self.config.storeHash!r}: check the storeHash")
         if response.is_error:
-            title = _json(response).get("title") or response.reason_phrase
+            title = json_object(response).get("title") or response.reason_phrase
             raise SourceError(f"BigCommerce answered HTTP {response.status_code} to {method} {path}: {title}")
         return response
 
@@ -86,7 +86,7 @@ class BigCommerceSource(Source):
         """Every item of a small paged list (metafields), following ``meta.pagination``."""
         page = 1
         while True:
-            body = _json(
+            body = json_object(
                 self._request(client, "GET", path, missing_ok=True, params=params | {"page": page, "limit": 250})
             )
             yield from body.get("data") or []
@@ -110,7 +110,7 @@ class BigCommerceSource(Source):
         while True:
             response = self._request(client, "GET", "/catalog/products",
                                      params=params | ({"id:greater": last_id} if last_id else {}))  # fmt: skip
-            body = _json(response)
+            body = json_object(response)
             pagination = (body.get("meta") or {}).get("pagination") or {}
             products = body.get("data") or []
             if last_id is None:
@@ -215,7 +215,8 @@ class BigCommerceSource(Source):
             for start in range(0, len(items), PRICE_BATCH):
                 body = {"channel_id": channel.id, "currency_code": currency.upper(), "customer_group_id": 0,
                         "items": items[start : start + PRICE_BATCH]}  # fmt: skip
-                for price in _json(self._request(client, "POST", "/pricing/products", json=body)).get("data") or []:
+                answer = json_object(self._request(client, "POST", "/pricing/products", json=body))
+                for price in answer.get("data") or []:
                     # Keyed by the item asked for: a product's answer names the variant priced.
                     asked = price.get("reference_request") or price
                     amount = (price.get("calculated_price") or price.get("price") or {}).get("as_entered")
@@ -258,11 +259,3 @@ def _server_time(response: httpx.Response) -> datetime | None:
         return parsedate_to_datetime(response.headers["Date"]) - timedelta(seconds=1)
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

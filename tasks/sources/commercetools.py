@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from sluice.connectors import SourceCommercetools
-from tasks.sources.base import Source, SourceError, require
+from tasks.sources.base import Source, SourceError, json_object, require
 
 PAGE_LIMIT = 500  # the API's largest page
 TIMEOUT = 30.0
@@ -65,7 +65,7 @@ class CommercetoolsSource(Source):
             raise SourceError(f"cannot reach the commercetools auth server at {token_url}: {exc}") from None
         if response.status_code in (400, 401, 403):  # invalid_client (or a malformed id)
             raise SourceError("commercetools refused the credentials")
-        if response.is_error or "access_token" not in _json(response):
+        if response.is_error or "access_token" not in json_object(response):
             raise SourceError(f"the commercetools auth server at {token_url} answered HTTP {response.status_code}")
         return httpx.Client(base_url=self.config.url.rstrip("/"), timeout=TIMEOUT,
                             headers={"Authorization": f"Bearer {response.json()['access_token']}"})  # fmt: skip
@@ -85,7 +85,7 @@ class CommercetoolsSource(Source):
                               f"give it the view_products scope of project {self.config.projectKey!r}")  # fmt: skip
         if response.is_error:
             raise SourceError(f"commercetools answered HTTP {response.status_code} to {path}: {_message(response)}")
-        return _json(response)
+        return json_object(response)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -217,13 +217,5 @@ def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _message(response: httpx.Response) -> str:
-    return _json(response).get("message") or response.reason_phrase
+    return json_object(response).get("message") or response.reason_phrase
