@@ -16,7 +16,6 @@ from google.cloud import bigquery
 
 from blocks.search_engine import EmbeddedEngine
 from flows.run_connector_task import run_connector_task
-from sluice import connectors as store
 from sluice import credentials, db
 from sluice.errors import ConfigurationError
 from sluice.models import ConnectorTask
@@ -26,6 +25,7 @@ from tasks.sources.base import SourceError
 from tasks.sources.bigquery import BigQuerySource
 from tests.conftest import free_port
 from tests.utils.bqemulator import PROJECT, bqemulator, emulator_client
+from tests.utils.connector_tasks import api_task
 
 SIZE_FIELDS = [bigquery.SchemaField("w", "FLOAT64"), bigquery.SchemaField("unit", "STRING")]
 PARAM_FIELDS = [bigquery.SchemaField("key", "STRING"), bigquery.SchemaField("value", "INT64")]
@@ -263,14 +263,9 @@ def index_engine(app_db):
 
 
 def make_task(url: str, source_input: dict, action: str = "replace", task_input: dict | None = None) -> str:
-    with db.session(url) as session:
-        src = store.create(session, store.SOURCES, "shop", store.ResourceCreate(
-            type="bigquery", name="warehouse", input=source_input))  # fmt: skip
-        destination = store.create(session, store.DESTINATIONS, "shop", store.ResourceCreate(
-            type="search", name="idx", input={"indexName": "Warehouse"}))  # fmt: skip
-        return store.create_task(session, "shop", store.TaskCreate(
-            sourceID=src.id, destinationID=destination.id, trigger={"type": "onDemand"}, action=action,
-            input=task_input)).id  # fmt: skip
+    return api_task(
+        url, source_type="bigquery", source_input=source_input, index="Warehouse", action=action, task_input=task_input
+    )
 
 
 ALIAS = alias_name("shop", "Warehouse")

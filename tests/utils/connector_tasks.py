@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from sluice import connectors as store
 from sluice import credentials, db
 from sluice.models import ConnectorEvent, ConnectorTask
 
@@ -21,21 +20,51 @@ def create_shop(url: str) -> None:
         credentials.create_tenant(session, TENANT)
 
 
+def api_task(url: str, *, source_type: str, source_input: dict[str, Any], index: str, action: str = "replace",
+             auth_type: str | None = None, auth_input: dict[str, Any] | None = None, record_type: str | None = None,
+             task_input: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """A task made through the connectors API, as a user makes it: an authentication (when given),
+    a source using it, a search destination on ``index`` and an on-demand task. Returns its id."""
+    from fastapi.testclient import TestClient
+
+    from api.main import app
+
+    with db.session(url) as session:
+        key = credentials.create_key(session, TENANT, ["connectors-admin"])[1]
+    headers = {"X-Algolia-Application-Id": TENANT, "X-Algolia-API-Key": key}
+    with TestClient(app) as client:
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            response = client.post(path, json=body, headers=headers)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        source = {"type": source_type, "name": "catalog", "input": source_input}
+        if auth_type is not None:
+            auth = post("/1/authentications", {"type": auth_type, "name": f"{source_type} login", "input": auth_input,
+                                               **({"platform": source_type} if source_type in ("bigcommerce", "commercetools") else {})})  # fmt: skip
+            source["authenticationID"] = auth["authenticationID"]
+        source_id = post("/1/sources", source)["sourceID"]
+        destination = post("/1/destinations", {"type": "search", "name": "idx", "input": {
+            "indexName": index, **({"recordType": record_type} if record_type else {})}})["destinationID"]  # fmt: skip
+        task = {"sourceID": source_id, "destinationID": destination, "trigger": {"type": "onDemand"}, "action": action}
+        return post("/1/tasks", task | ({"input": task_input} if task_input else {}))["taskID"]
+
+
 def make_platform_task(url: str, *, auth_type: str, auth_input: dict[str, Any], source_type: str,
                        source_input: dict[str, Any], index: str, action: str = "replace",
                        record_type: str | None = None) -> str:  # fmt: skip
     """A task reading a platform source (with its own authentication) into ``index``; its id."""
-    with db.session(url) as session:
-        auth = store.create(session, store.AUTHENTICATIONS, TENANT, store.ResourceCreate(
-            type=auth_type, name=f"{source_type} login", input=auth_input, platform=source_type))  # fmt: skip
-        source = store.create(session, store.SOURCES, TENANT, store.ResourceCreate(
-            type=source_type, name="catalog", input=source_input, authenticationID=auth.id))  # fmt: skip
-        destination_input = {"indexName": index} | ({"recordType": record_type} if record_type else {})
-        destination = store.create(session, store.DESTINATIONS, TENANT, store.ResourceCreate(
-            type="search", name="idx", input=destination_input))  # fmt: skip
-        task = store.create_task(session, TENANT, store.TaskCreate(
-            sourceID=source.id, destinationID=destination.id, trigger={"type": "onDemand"}, action=action))  # fmt: skip
-        return task.id
+    return api_task(
+        url,
+        source_type=source_type,
+        source_input=source_input,
+        index=index,
+        action=action,
+        auth_type=auth_type,
+        auth_input=auth_input,
+        record_type=record_type,
+    )
 
 
 def run_summary(url: str, state) -> dict[str, Any]:
