@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-# PostgreSQL for the test suite's second database (the suite runs on SQLite and PostgreSQL).
+# PostgreSQL for the test suite's second database (the suite runs on SQLite and PostgreSQL); podman, runc
+# and a static busybox for the Docker source's tests (podman serves the Docker Engine API).
 system-deps:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && test -x /bin/busybox || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc busybox-static >/dev/null; }
 
 run: $(STAMP)
 	$(BIN)/sluice up $(ARGS)

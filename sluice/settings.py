@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     BIGQUERY_API_ENDPOINT: str | None = Field(
         default=None, description="BigQuery API base URL (an emulator); credentials are then anonymous."
     )
+    DOCKER_URL: str | None = Field(
+        default=None, description="Docker Engine API of Docker sources (unix:///…/podman.sock); default: DOCKER_HOST."
+    )
+    TAP_TIME_LIMIT: float = Field(default=3600.0, gt=0, description="Seconds a tap may run before it is killed.")
+    TAP_MEMORY_LIMIT: str = Field(default="1g", description="Memory limit of a tap's container (Docker notation).")
+    LOCAL_TAPS: bool = Field(default=False, description="Allow taps installed from PyPI to run unsandboxed.")
+    TAPS_DIR: Path | None = Field(default=None, description="Local taps' virtual environments; default DATA_DIR/taps.")
+    TAP_INSTALL_TIME_LIMIT: float = Field(default=900.0, gt=0, description="Seconds to install a local tap.")
     BIGCOMMERCE_API_URL: str = Field(
         default="https://api.bigcommerce.com", description="BigCommerce API base URL (stores/{storeHash}/v3/...)."
     )

@@ -12,6 +12,7 @@ SOURCES = {
     "bigquery": "tasks.sources.bigquery:BigQuerySource",
     "commercetools": "tasks.sources.commercetools:CommercetoolsSource",
     "bigcommerce": "tasks.sources.bigcommerce:BigCommerceSource",
+    "docker": "tasks.sources.docker:DockerSource",
 }
 
 
