@@ -19,6 +19,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
 
 from blocks.search_engine import register_engine_blocks
+from flows.discover_source import discover_source
 from flows.index_lifecycle import FLOWS
 from flows.ingest_documents import process_documents
 from flows.run_connector_task import run_connector_task
@@ -55,11 +56,12 @@ def processor_deployment():
     )  # fmt: skip
 
 
-def connector_deployment():
+def connector_deployments() -> list:
     # Schedules are not declared here: they belong to tasks, and sync_task_schedules adds them.
-    return run_connector_task.to_deployment(
-        name=DEPLOYMENT, tags=["sluice", "connectors"], description=run_connector_task.description
-    )
+    return [
+        flow.to_deployment(name=DEPLOYMENT, tags=["sluice", "connectors"], description=flow.description)
+        for flow in (run_connector_task, discover_source)
+    ]
 
 
 def sync_task_schedules() -> dict[str, int] | None:
@@ -117,6 +119,6 @@ def serve_all(limit: int = 8) -> None:
     stop = threading.Event()
     threading.Thread(target=_keep_running, args=(stop,), name="keeper", daemon=True).start()
     try:
-        serve(*lifecycle_deployments(), processor_deployment(), connector_deployment(), limit=limit)
+        serve(*lifecycle_deployments(), processor_deployment(), *connector_deployments(), limit=limit)
     finally:
         stop.set()

@@ -104,10 +104,7 @@ def _load(db: Engine, task_id: str) -> tuple[ConnectorTask, Any, Any, dict[str, 
             destination = store.get(session, store.DESTINATIONS, row.tenant, row.destination_id)
         except NotFound:
             return None
-        secret = None
-        if source.authentication_id:
-            auth = session.get(store.AUTHENTICATIONS.model, source.authentication_id)
-            secret = store.authentication_secret(auth) if auth is not None else None
+        secret = store.source_secret(session, source)
         session.expunge_all()
         return row, source, destination, secret
 

@@ -36,11 +36,13 @@ from sqlmodel import Session, col, select
 
 from sluice.connectors import paged, pagination_of, rfc3339
 from sluice.errors import InvalidInput, NotFound
-from sluice.models import ConnectorEvent, ConnectorTask
+from sluice.models import ConnectorEvent, ConnectorSource, ConnectorTask
 from tasks.progress import latest_progress
 
 FLOW = "run-connector-task"
 DEPLOYMENT = f"{FLOW}/sluice"
+DISCOVER_FLOW = "discover-source"
+DISCOVER_DEPLOYMENT = f"{DISCOVER_FLOW}/sluice"
 TAG = "connector-task"
 SKIPPED = "Skipped"  # the state name of a run that had nothing to do (task disabled or deleted)
 RUN_WINDOW, EVENT_WINDOW = timedelta(days=7), timedelta(hours=3)
@@ -66,6 +68,11 @@ logger = logging.getLogger("sluice.connectors")
 
 def run_tags(task: ConnectorTask) -> list[str]:
     return ["sluice", TAG, f"app:{task.tenant}", f"task:{task.id}", f"type:{RUN_TYPE[task.action]}"]
+
+
+def discover_tags(source: ConnectorSource) -> list[str]:
+    """A discover run is a run of the application too (``type: discover``); it names no task."""
+    return ["sluice", TAG, f"app:{source.tenant}", f"source:{source.id}", "type:discover"]
 
 
 def _tag(run: FlowRun, key: str) -> str | None:
@@ -103,9 +110,11 @@ def window_view(start: datetime, end: datetime) -> dict[str, str]:
 # --- events ---------------------------------------------------------------------------------------
 
 
-def add_event(session: Session, run_id: str, task: ConnectorTask, type_: str, status: str, batch_size: int = 0,
-              data: dict[str, Any] | None = None, parent_id: str | None = None) -> ConnectorEvent:  # fmt: skip
-    event = ConnectorEvent(run_id=run_id, tenant=task.tenant, task_id=task.id, type=type_, status=status,
+def add_event(session: Session, run_id: str, owner: ConnectorTask | ConnectorSource, type_: str, status: str,
+              batch_size: int = 0, data: dict[str, Any] | None = None, parent_id: str | None = None
+              ) -> ConnectorEvent:  # fmt: skip
+    """An event of a run of ``owner`` (the task it syncs, or the source a discover run lists)."""
+    event = ConnectorEvent(run_id=run_id, tenant=owner.tenant, task_id=owner.id, type=type_, status=status,
                            batch_size=batch_size, data=data, parent_id=parent_id)  # fmt: skip
     session.add(event)
     session.commit()
@@ -286,6 +295,13 @@ async def start_run(client: PrefectClient, task: ConnectorTask, trigger: str) ->
     deployment = await client.read_deployment_by_name(DEPLOYMENT)
     return await client.create_flow_run_from_deployment(
         deployment.id, parameters={"task_id": task.id, "trigger": trigger}, tags=run_tags(task)
+    )
+
+
+async def start_discover(client: PrefectClient, source: ConnectorSource) -> FlowRun:
+    deployment = await client.read_deployment_by_name(DISCOVER_DEPLOYMENT)
+    return await client.create_flow_run_from_deployment(
+        deployment.id, parameters={"source_id": source.id}, tags=discover_tags(source)
     )
 
 

@@ -339,6 +339,12 @@ def authentication_secret(row: ConnectorAuthentication) -> dict[str, Any]:
     return secret_box.unseal(row.input_secret)
 
 
+def source_secret(session: Session, source: ConnectorSource) -> dict[str, Any] | None:
+    """The decrypted input of the source's authentication, if it has one."""
+    auth = session.get(ConnectorAuthentication, source.authentication_id) if source.authentication_id else None
+    return authentication_secret(auth) if auth is not None else None
+
+
 def update(session: Session, kind: Kind, tenant: str, resource_id: str, body: ResourceUpdate) -> ConnectorResource:
     """PATCH: given fields replace stored ones. An authentication's ``input`` is merged into the
     stored one, so a secret can be rotated alone; changing ``type`` needs a whole input of the new type."""

@@ -292,6 +292,8 @@ class ConnectorSource(ConnectorResource, table=True):
 
     input: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     authentication_id: str | None = Field(default=None, foreign_key="connector_authentication.id", max_length=36)
+    streams: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)  # from the last successful discover
+    discovered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class ConnectorTask(ConnectorRecord, table=True):

@@ -289,6 +289,25 @@ async def subscription_event(session: SessionDep, prefect: PrefectDep, task_id: 
     return {"runID": str(run.id), "createdAt": store.rfc3339(run.created)}
 
 
+@router.post("/sources/{source_id}/discover")
+async def discover_source(app: AppDep, session: SessionDep, prefect: PrefectDep, source_id: str) -> dict:
+    """Start a discover run: the tap lists its streams (Docker sources of type singer or airbyte)."""
+    row = store.get(session, store.SOURCES, app.name, source_id)
+    if row.type != "docker" or row.input.get("imageType") == "custom":
+        raise InvalidInput(f"source {source_id} has no streams to discover: only singer and airbyte images have them")
+    run = await runs.start_discover(prefect, row)
+    return {"runID": str(run.id), "createdAt": store.rfc3339(run.created)}
+
+
+@router.get("/sources/{source_id}/discover")
+def discovered_streams(app: AppDep, session: SessionDep, source_id: str) -> dict:
+    """The streams the last successful discover run found."""
+    row = store.get(session, store.SOURCES, app.name, source_id)
+    if row.streams is None:
+        raise NotFound(f"Source {source_id} has not been discovered yet: POST /1/sources/{source_id}/discover")
+    return {"streams": row.streams}
+
+
 # --- observability: runs and events ------------------------------------------------------------------------
 
 

@@ -193,3 +193,42 @@ def test_a_connector_task_runs_a_singer_image_and_a_second_run_loads_only_new_re
         assert engine.get(alias_name(TENANT, "Taps"), "5") == {"id": 5, "name": "item 5", "objectID": "5"}
     finally:
         engine.close()
+
+
+def test_discover_through_the_api_lists_the_taps_streams(env, prefect_api):
+    """POST /1/sources/{id}/discover starts a discover run; the run (here executed by calling the flow
+    as the runner would) keeps the streams, and GET /1/sources/{id}/discover returns them."""
+    from fastapi.testclient import TestClient
+
+    from api.main import app
+    from deployments import connector_deployments
+    from flows.discover_source import discover_source
+    from sluice import credentials
+    from sluice.settings import get_settings
+    from tests.utils.connector_tasks import TENANT, create_shop
+
+    url = get_settings().database_url
+    create_shop(url)
+    with db.session(url) as session:
+        key = credentials.create_key(session, TENANT, ["connectors-admin"])[1]
+    for deployment in connector_deployments():
+        deployment.apply()
+    headers = {"X-Algolia-Application-Id": TENANT, "X-Algolia-API-Key": key}
+    body = {"type": "docker", "name": "tap", "input": {"imageType": "singer", "registry": "dockerhub", "image": IMAGE,
+                                                      "version": "ok", "configuration": {"count": 1}}}  # fmt: skip
+    with TestClient(app) as client:
+        source_id = client.post("/1/sources", json=body, headers=headers).json()["sourceID"]
+        before = client.get(f"/1/sources/{source_id}/discover", headers=headers)
+        started = client.post(f"/1/sources/{source_id}/discover", headers=headers)
+        state = discover_source(source_id=source_id, return_state=True)
+        streams = client.get(f"/1/sources/{source_id}/discover", headers=headers)
+        csv = client.post("/1/sources", json={"type": "csv", "name": "c", "input": {"url": "http://x/a.csv"}},
+                          headers=headers).json()["sourceID"]  # fmt: skip
+        refused = client.post(f"/1/sources/{csv}/discover", headers=headers)
+
+    assert before.status_code == 404 and before.json()["error"]["code"] == "resource_not_found"
+    assert started.status_code == 200 and set(started.json()) == {"runID", "createdAt"}
+    assert state.is_completed(), state.message
+    assert streams.status_code == 200
+    assert [s["tap_stream_id"] for s in streams.json()["streams"]] == ["items", "users"]
+    assert refused.status_code == 400 and "no streams to discover" in refused.json()["message"]

@@ -17,7 +17,7 @@ from prefect.states import Running
 
 from api.main import app
 from api.routers import connectors as connectors_router
-from deployments import connector_deployment
+from deployments import connector_deployments
 from flows.run_connector_task import run_connector_task
 from sluice import connector_runs, credentials, db
 from sluice.settings import get_settings
@@ -30,7 +30,8 @@ ROWS = ["A1,Red kettle,19.5", "A2,Blue teapot,12", "A3,Green mug,4.25", "A4,King
 
 @pytest.fixture(scope="module")
 def registered(prefect_api):
-    connector_deployment().apply()
+    for deployment in connector_deployments():
+        deployment.apply()
 
 
 @pytest.fixture
