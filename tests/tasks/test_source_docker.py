@@ -232,3 +232,29 @@ def test_discover_through_the_api_lists_the_taps_streams(env, prefect_api):
     assert streams.status_code == 200
     assert [s["tap_stream_id"] for s in streams.json()["streams"]] == ["items", "users"]
     assert refused.status_code == 400 and "no streams to discover" in refused.json()["message"]
+
+
+def test_a_crashing_tap_fails_the_run_with_its_stderr_and_keeps_the_tasks_cursor(env, prefect_api):
+    from flows.run_connector_task import run_connector_task
+    from sluice.settings import get_settings
+    from tests.utils.connector_tasks import api_task, create_shop, run_summary, task_cursor
+
+    url = get_settings().database_url
+    create_shop(url)
+    task_id = api_task(url, source_type="docker", index="Taps", action="save", source_input={
+        "imageType": "singer", "registry": "dockerhub", "image": IMAGE, "version": "ok",
+        "configuration": {"count": 2}})  # fmt: skip
+    assert run_connector_task(task_id=task_id, return_state=True).is_completed()
+    kept = task_cursor(url, task_id)
+    with db.session(url) as session:  # the same task, now on an image whose tap crashes
+        source = session.get(ConnectorSource, session.get(ConnectorTask, task_id).source_id)
+        source.input = source.input | {"version": "crash"}
+        session.add(source)
+        session.commit()
+
+    state = run_connector_task(task_id=task_id, return_state=True)
+
+    assert state.is_failed()
+    summary = run_summary(url, state)
+    assert summary["reasonCode"] == "critical" and "exited with code 3" in summary["reason"], summary
+    assert task_cursor(url, task_id) == kept
