@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from api.routers import connectors, ingestion, task
+from api.routers import collections, connectors, ingestion, task
 from sluice.errors import (
     ConfigurationError,
     Conflict,
@@ -29,6 +29,7 @@ app = FastAPI(
 app.include_router(task.router)
 app.include_router(ingestion.router)
 app.include_router(connectors.router)
+app.include_router(collections.router)
 
 _STATUS = {
     InvalidInput: 400,
@@ -55,13 +56,16 @@ ALGOLIA_CODES = {400: "invalid_request", 403: "invalid_credentials", 404: "resou
 
 def _error(request: Request, message: str, status: int) -> JSONResponse:
     """Each API's own error body: FastAPI's ``detail`` for the ingestion API, Algolia's
-    ``{error: {code}, message, status}`` for the connectors API, ``message`` for /task."""
+    ``{error: {code}, message, status}`` for the connectors API, ``{message, message_type}`` for
+    the image collections, ``message`` for /task."""
     path = request.url.path
     if path.startswith(ingestion.PREFIX):
         return JSONResponse({"detail": message}, status_code=status)
     if path == connectors.PREFIX or path.startswith(connectors.PREFIX + "/"):
         code = ALGOLIA_CODES.get(status, "error")
         return JSONResponse({"error": {"code": code}, "message": message, "status": status}, status_code=status)
+    if path.startswith(collections.PREFIX + "/"):  # the similarity webservice's shape
+        return JSONResponse({"message": message, "message_type": "error"}, status_code=status)
     return JSONResponse({"message": message}, status_code=status)
 
 

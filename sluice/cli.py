@@ -526,6 +526,48 @@ def _follow_job(client: httpx.Client, params: dict, job: str, total: int) -> Non
             time.sleep(1)
 
 
+# --- image collections ---------------------------------------------------------------------------------------
+
+api_keys_app = typer.Typer(help="API keys of the image-collections API (the API-Key header).", no_args_is_help=True)
+app.add_typer(api_keys_app, name="api-keys")
+
+
+@api_keys_app.command("create")
+def api_keys_create(name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+                    data_dir: DataDirOption = None) -> None:  # fmt: skip
+    """Create a key and print it (the only time it is shown)."""
+    from sluice import image_collections
+
+    with _session(data_dir) as session:
+        row, key = image_collections.create_key(session, name)
+        console.print(f"key {row.key_id} created (shown once):")
+    typer.echo(key)
+
+
+@api_keys_app.command("list")
+def api_keys_list(data_dir: DataDirOption = None) -> None:
+    """Every key: id, label, created, revoked."""
+    from sluice import image_collections
+
+    with _session(data_dir) as session:
+        for row in image_collections.list_keys(session):
+            state = f"deleted {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+            typer.echo(f"{row.key_id}\t{row.name or '-'}\t{row.created_at:%Y-%m-%d %H:%M}\t{state}")
+
+
+@api_keys_app.command("delete")
+def api_keys_delete(key_id: str, data_dir: DataDirOption = None) -> None:
+    """Delete (revoke) a key at once."""
+    from sluice import credentials, image_collections
+
+    with _session(data_dir) as session:
+        if key_id not in {row.key_id for row in image_collections.list_keys(session)}:
+            console.print(f"[red]no image-collections key {key_id!r}[/]")
+            raise typer.Exit(1)
+        _domain(lambda: credentials.revoke_key(session, key_id))
+        console.print(f"key {key_id} deleted")
+
+
 # --- connectors ----------------------------------------------------------------------------------------------
 
 connectors_app = typer.Typer(help="Tasks of the connectors API.", no_args_is_help=True)

@@ -130,7 +130,7 @@ MEDIA_TABLES: dict[str, tuple[type[MediaBase], type[SQLModel], type[SQLModel]]] 
 
 # ingestion-manager: the document ingestion API; connectors-admin: the connectors API (/1/…),
 # where the tenant is the Algolia-style "application".
-ROLES = ("ingestion-manager", "connectors-admin")
+ROLES = ("ingestion-manager", "connectors-admin", "collections-admin")
 
 
 def _now() -> datetime:
@@ -330,3 +330,33 @@ class ConnectorEvent(SQLModel, table=True):
     batch_size: int = 0
     data: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     published_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True), index=True)
+
+
+# --- image collections (HeidICON-style /api/collection…) --------------------------------------------------
+
+
+class ImageCollection(SQLModel, table=True):
+    """A named set of images to search by similarity. ``finetuning_progess`` keeps the reference's
+    spelling: it is part of the API its web frontend reads."""
+
+    __tablename__ = "image_collection"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    heidicon_tag: str | None = Field(default=None, max_length=200)
+    last_modified: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+    last_finetuned: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    finetuning_progess: float | None = None
+
+
+class CollectionImage(SQLModel, table=True):
+    """One row of a collection's CSV content: the image, the item's page, the other columns kept."""
+
+    __tablename__ = "collection_image"
+
+    id: int | None = Field(default=None, primary_key=True)
+    collection_id: int = Field(foreign_key="image_collection.id", index=True)
+    position: int
+    image_url: str = Field(max_length=2048)
+    repo_url: str = Field(default="", max_length=2048)
+    extra: list[str] = Field(default_factory=list, sa_type=JSON)

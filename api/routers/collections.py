@@ -1,0 +1,121 @@
+"""The image-collections API (the HeidICON similarity webservice): ``/api/collection…`` and
+``/api/verify``, with the reference's paths, bodies and messages, so its web frontend works.
+
+Answers: ``{message, message_type: "push"}`` on success and ``{message, message_type: "error"}``
+on error (an unknown collection is a 400, as the reference documents). The ``API-Key`` header is
+needed to verify, create, rename, change content, finetune and delete; reading needs none.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+
+from api.deps import SessionDep
+from sluice import image_collections as store
+from sluice.errors import Forbidden, InvalidInput
+
+PREFIX = "/api"
+MAX_BODY = 20 * 1024 * 1024  # a CSV of 100,000 rows of long URLs fits
+
+router = APIRouter(prefix=PREFIX, tags=["image collections"])
+
+
+def api_key(session: SessionDep, key: Annotated[str | None, Header(alias="API-Key")] = None) -> None:
+    if not store.key_is_valid(session, key):
+        raise Forbidden("Missing or invalid API key")
+
+
+KeyDep = Depends(api_key)
+
+
+def push(message: str) -> dict[str, str]:
+    return {"message": message, "message_type": "push"}
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput(f"the body is larger than {MAX_BODY // (1024 * 1024)} MiB")
+    return body
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        value = orjson.loads(await _body(request) or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidInput("the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return value
+
+
+@router.get("/collection/list")
+def list_collections(session: SessionDep) -> dict:
+    rows = store.all_collections(session)
+    return {"ids": [r.id for r in rows], "names": [{"value": r.id, "id": r.id, "name": r.name} for r in rows]}
+
+
+@router.post("/collection/create", dependencies=[KeyDep])
+async def create_collection(session: SessionDep, request: Request) -> dict:
+    body = await _json(request)
+    return {"id": store.create(session, body.get("name"), body.get("heidicon_tag")).id}
+
+
+@router.get("/collection/{collection_id}/info")
+def collection_info(session: SessionDep, collection_id: int) -> dict:
+    return store.info(session, store.get(session, collection_id))
+
+
+@router.post("/collection/{collection_id}/updatename", dependencies=[KeyDep])
+async def update_name(session: SessionDep, collection_id: int, request: Request) -> dict:
+    row = store.get(session, collection_id)
+    store.rename(session, row, (await _json(request)).get("name"))
+    return push(f"Collection {collection_id} renamed to {row.name!r}")
+
+
+@router.post("/collection/{collection_id}/updatecontent", dependencies=[KeyDep])
+async def update_content(session: SessionDep, collection_id: int, request: Request) -> dict:
+    """The CSV as a raw ``text/csv`` body (as the reference reads it) or base64 in JSON ``{content}``
+    (as its docs say)."""
+    row = store.get(session, collection_id)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        content = (await _json(request)).get("content")
+        if not isinstance(content, str):
+            raise InvalidInput("content: the CSV, base64-encoded")
+        try:
+            raw = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("content: not valid base64") from None
+    else:
+        raw = await _body(request)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput("the CSV is not UTF-8 text") from None
+    count = store.set_content(session, row, text)
+    return push(f"Content of collection {collection_id} replaced: {count} images; it requires finetuning")
+
+
+@router.get("/collection/{collection_id}/csvfile")
+def csv_file(session: SessionDep, collection_id: int) -> Response:
+    row = store.get(session, collection_id)
+    filename = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in row.name) or "collection"
+    return Response(store.csv_text(session, row), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})  # fmt: skip
+
+
+@router.post("/collection/{collection_id}/delete", dependencies=[KeyDep])
+def delete_collection(session: SessionDep, collection_id: int) -> dict:
+    store.delete(session, store.get(session, collection_id))
+    return push(f"Collection {collection_id} deleted")
+
+
+@router.post("/verify", dependencies=[KeyDep])
+def verify() -> dict:
+    return push("API key is valid")
