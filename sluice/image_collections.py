@@ -85,21 +85,17 @@ def count_images(session: Session, collection_id: int) -> int:
     return session.exec(select(func.count()).where(CollectionImage.collection_id == collection_id)).one()
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored one is UTC."""
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def info(session: Session, row: ImageCollection) -> dict[str, Any]:
     """The collection's fields, its size, and whether its vectors are behind its content."""
-    modified = row.last_modified if row.last_modified.tzinfo else row.last_modified.replace(tzinfo=UTC)
-    finetuned = row.last_finetuned
-    if finetuned is not None and finetuned.tzinfo is None:
-        finetuned = finetuned.replace(tzinfo=UTC)
+    modified, finetuned = _utc(row.last_modified), _utc(row.last_finetuned)
     return {
-        "id": row.id, "name": row.name, "heidicon_tag": row.heidicon_tag, "last_modified": _iso(row.last_modified),
-        "last_finetuned": _iso(row.last_finetuned), "finetuning_progess": row.finetuning_progess,
+        "id": row.id, "name": row.name, "heidicon_tag": row.heidicon_tag, "last_modified": modified.isoformat(),
+        "last_finetuned": finetuned.isoformat() if finetuned else None, "finetuning_progess": row.finetuning_progess,
         "number_of_images": count_images(session, row.id),
         "requires_finetuning": finetuned is None or modified > finetuned,
     }  # fmt: skip

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sluice.search import AliasAction, BulkAction, BulkResult, SearchEngine
+from tasks.indices import alias_holders
 
 Action = Literal["replace", "save", "partial"]
 TEXT = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
@@ -88,16 +89,14 @@ class IndexWriter:
         actions = [AliasAction("remove", old, self.alias) for old in previous]
         self.engine.update_aliases([*actions, AliasAction("add", self.target, self.alias)])
         self.created.clear()
-        aliases = self.engine.get_aliases()
-        deleted = [old for old in previous if not any(old in targets for targets in aliases.values())]
+        deleted = [old for old in previous if not alias_holders(self.engine, old)]
         for old in deleted:
             self.engine.delete_index(old)
         return deleted
 
     def abort(self) -> None:
         """Remove an index this run built that never went live."""
-        aliases = self.engine.get_aliases()
         for name in self.created:
-            if self.engine.index_exists(name) and not any(name in targets for targets in aliases.values()):
+            if self.engine.index_exists(name) and not alias_holders(self.engine, name):
                 self.engine.delete_index(name)
         self.created.clear()
