@@ -29,14 +29,14 @@ from sluice import connector_runs as runs
 from sluice import connectors as store
 from sluice.db import get_engine
 from sluice.errors import ConfigurationError, EngineUnavailable, InvalidInput, NotFound
-from sluice.models import ConnectorTask
+from sluice.models import ConnectorEvent, ConnectorTask
 from sluice.search import BulkResult
 from sluice.settings import get_settings
 from tasks.destinations import IndexWriter, alias_name
 from tasks.progress import progress_artifact
 from tasks.sources.base import SourceError
 from tasks.sources.registry import source_class
-from tasks.transform import Transform
+from tasks.transform import Chunk, Transform
 
 MAX_CRITICAL_FAILURES = 5
 SAMPLE = 10  # errors kept per event
@@ -44,16 +44,25 @@ SAMPLE = 10  # errors kept per event
 
 @dataclass
 class EventLog:
-    """The run's events, written to the app database as they happen."""
+    """The run's events, stamped as they happen and stored by ``flush`` (once per chunk: one commit,
+    not three)."""
 
     db: Engine
     run_id: str
     task: ConnectorTask
+    pending: list[ConnectorEvent] = field(default_factory=list)
 
     def add(self, type_: str, status: str, batch_size: int = 0, data: dict[str, Any] | None = None,
             parent_id: str | None = None) -> str:  # fmt: skip
-        with Session(self.db) as session:
-            return runs.add_event(session, self.run_id, self.task, type_, status, batch_size, data, parent_id).id
+        self.pending.append(runs.new_event(self.run_id, self.task, type_, status, batch_size, data, parent_id))
+        return self.pending[-1].id
+
+    def flush(self) -> None:
+        if self.pending:
+            with Session(self.db) as session:
+                session.add_all(self.pending)
+                session.commit()
+            self.pending.clear()
 
 
 @dataclass
@@ -68,9 +77,10 @@ class Totals:
 
 
 @task(name="sync-chunk", cache_policy=NONE, task_run_name="chunk-{number}")
-def sync_chunk(rows: list[dict[str, Any]], number: int, transform: Transform, writer: IndexWriter, log: EventLog,
+def sync_chunk(rows: Chunk, number: int, transform: Transform, writer: IndexWriter, log: EventLog,
                totals: Totals) -> int:  # fmt: skip
-    """Shape and write one chunk; returns the records written."""
+    """Shape and write one chunk; returns the records written. (Its events are stored at the end, or
+    with the run's closing event when writing fails.)"""
     fetched = log.add("fetch", "succeeded", len(rows), {"chunk": number})
     records, errors = transform.records(rows)
     if writer.action == "partial":  # a partial update names the record it changes
@@ -89,6 +99,7 @@ def sync_chunk(rows: list[dict[str, Any]], number: int, transform: Transform, wr
     totals.failed += len(errors) + len(refused)
     totals.indexed += result.succeeded
     totals.errors.extend((errors + refused)[: max(0, SAMPLE - len(totals.errors))])
+    log.flush()
     return result.succeeded
 
 
@@ -155,6 +166,7 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
     if trigger == "schedule" and not task_row.enabled:
         log.add("log", "succeeded", data={"outcome": "success", "reasonCode": "ok",
                                           "reason": "skipped: the task is disabled"})  # fmt: skip
+        log.flush()
         return Completed(name=runs.SKIPPED, message="the task is disabled")
 
     threshold = task_row.failure_threshold or 0
@@ -220,6 +232,7 @@ def run_connector_task(task_id: str, trigger: str = "onDemand") -> State:
         reason += f"; the task failed {MAX_CRITICAL_FAILURES} times in a row and is now disabled"
     summary |= {"outcome": "success" if ok else "failure", "reasonCode": code, "reason": reason}
     log.add("log", "succeeded" if ok else ("critical" if code == "critical" else "failed"), 0, summary)
+    log.flush()
     progress(100)
     logger.info("%s: %s", code, reason)
     return Completed(message=reason) if ok else Failed(message=reason)

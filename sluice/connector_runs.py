@@ -110,15 +110,19 @@ def window_view(start: datetime, end: datetime) -> dict[str, str]:
 # --- events ---------------------------------------------------------------------------------------
 
 
-def add_event(session: Session, run_id: str, owner: ConnectorTask | ConnectorSource, type_: str, status: str,
-              batch_size: int = 0, data: dict[str, Any] | None = None, parent_id: str | None = None
-              ) -> ConnectorEvent:  # fmt: skip
-    """An event of a run of ``owner`` (the task it syncs, or the source a discover run lists)."""
-    event = ConnectorEvent(run_id=run_id, tenant=owner.tenant, task_id=owner.id, type=type_, status=status,
-                           batch_size=batch_size, data=data, parent_id=parent_id)  # fmt: skip
+def new_event(run_id: str, owner: ConnectorTask | ConnectorSource, type_: str, status: str, batch_size: int = 0,
+              data: dict[str, Any] | None = None, parent_id: str | None = None) -> ConnectorEvent:  # fmt: skip
+    """An event of a run of ``owner`` (the task it syncs, or the source a discover run lists), not yet
+    stored; its id and ``publishedAt`` are set now."""
+    return ConnectorEvent(run_id=run_id, tenant=owner.tenant, task_id=owner.id, type=type_, status=status,
+                          batch_size=batch_size, data=data, parent_id=parent_id)  # fmt: skip
+
+
+def add_event(session: Session, *args: Any, **kwargs: Any) -> ConnectorEvent:
+    """``new_event``, stored at once."""
+    event = new_event(*args, **kwargs)
     session.add(event)
     session.commit()
-    session.refresh(event)
     return event
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from uuid import UUID
 
@@ -12,15 +13,20 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 Progress = Callable[[float], None]
 
 
+EVERY = 1.0  # seconds between updates: each is a call to the Prefect API, and chunks can be quick
+
+
 def progress_artifact(description: str) -> Progress:
-    """A Prefect progress artifact (0–100) for this run, and the function that moves it."""
+    """A Prefect progress artifact (0–100) for this run, and the function that moves it (at most
+    once every ``EVERY`` seconds, except to reach 100)."""
     artifact_id = create_progress_artifact(progress=0.0, description=description)
-    last = [0.0]
+    last = [0.0, time.monotonic()]
 
     def report(percent: float) -> None:
         percent = round(min(max(percent, 0.0), 100.0), 1)
-        if percent != last[0]:
-            last[0] = percent
+        now = time.monotonic()
+        if percent != last[0] and (percent == 100.0 or now - last[1] >= EVERY):
+            last[:] = percent, now
             update_progress_artifact(artifact_id, percent)
 
     return report

@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel
 
 from sluice.errors import ConfigurationError
+from tasks.transform import Chunk
 
 
 class SourceError(Exception):
@@ -60,8 +61,9 @@ class Source(ABC):
         raise SourceError(f"{self.source_type} sources have no streams to discover")
 
     @abstractmethod
-    def get_docs(self, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
-        """The source's rows, ``chunk_size`` at a time."""
+    def get_docs(self, chunk_size: int) -> Iterator[Chunk]:
+        """The source's rows, ``chunk_size`` at a time: lists of dicts, or DataFrames for a tabular
+        source (its columns are then typed in one pass; ``tasks.transform.rows`` gives the dicts)."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pytest
 
 from tasks.sources.base import SourceError
 from tasks.sources.registry import source_class
+from tasks.transform import rows
 
 CSV_BODY = "sku;name;price\n" + "".join(f"S{i};Item {i};{i}.5\n" for i in range(2500)) + "S-last;;1\n"
 RECORDS = [{"sku": f"S{i}", "n": i} for i in range(1200)]
@@ -48,7 +49,7 @@ def base_url():
 
 
 def read(source_type: str, **config) -> list[list[dict]]:
-    return list(source_class(source_type)(config).get_docs(chunk_size=1000))
+    return [rows(chunk) for chunk in source_class(source_type)(config).get_docs(chunk_size=1000)]
 
 
 def test_csv_is_read_in_chunks_as_text_with_empty_cells_as_none(base_url):

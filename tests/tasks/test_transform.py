@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from tasks.transform import RecordError, Transform, convert
+from tasks.transform import RecordError, Transform, convert, rows
 
 
 @pytest.mark.parametrize(
@@ -44,3 +45,39 @@ def test_records_reports_each_failed_row_and_keeps_the_rest():
 
     assert [r["objectID"] for r in done] == ["1"]
     assert len(failed) == 2 and "uniqueIDColumn" in failed[0] and "integer" in failed[1]
+
+
+def test_a_dataframe_chunk_gives_the_same_records_and_errors_as_its_rows():
+    """Tabular sources hand the transform DataFrames typed column by column; a user must get exactly
+    what the row-by-row path gives, errors and all, including text pandas and Python read apart."""
+    cells = {
+        "sku": ["A", "B", None, "D", "E", "F", "G", "H"],
+        "n": ["1", "4.0", "2", " 7 ", "1_000", "x", "9007199254740993", None],
+        "price": ["2.5", "1e3", "inf", "3", "nan", "-0.5", None, "1,5"],
+        "ok": ["TRUE", " no ", "y", "maybe", None, "0", "T", "f"],
+        "meta": ['{"a": 1, "secret": 2}', "[1]", "{", None, "null", '{"secret": 1}', "{}", '"s"'],
+        "label": ["x", None, "z", "", "w", "v", "u", "t"],
+    }
+    frame = pd.DataFrame(cells, dtype=object)
+    shape = Transform(mapping={"n": "integer", "price": "float", "ok": "boolean", "meta": "json", "label": "string"},
+                      unique_id_column="sku", exclude=["meta.secret"])  # fmt: skip
+
+    from_frame = shape.records(frame)
+    from_rows = shape.records(rows(frame))
+
+    assert from_frame == from_rows
+    records, errors = from_frame
+    assert [r["objectID"] for r in records] == ["A", "B", "G"]
+    assert [e.split(":")[0] for e in errors] == ["row 2", "row 3", "row 4", "row 5", "row 7"]
+    assert records[0] == {"sku": "A", "n": 1, "price": 2.5, "ok": True, "meta": {"a": 1}, "label": "x", "objectID": "A"}
+    assert records[1]["n"] == 4 and isinstance(records[1]["n"], int) and records[1]["price"] == 1000.0
+    assert records[2]["n"] == int(float("9007199254740993")) and records[2]["price"] is None
+
+
+def test_an_empty_or_all_missing_column_in_a_dataframe():
+    frame = pd.DataFrame({"id": ["1", "2"], "flag": [None, None], "n": [None, None]}, dtype=object)
+    shape = Transform(mapping={"flag": "boolean", "n": "integer"}, unique_id_column="id")
+
+    assert shape.records(frame) == ([{"id": "1", "flag": None, "n": None, "objectID": "1"},
+                                     {"id": "2", "flag": None, "n": None, "objectID": "2"}], [])  # fmt: skip
+    assert shape.records(frame.iloc[0:0]) == ([], [])
