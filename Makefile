@@ -33,7 +33,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # BENCH=documents runs benchmarks/documents (ingestion API latency and throughput) instead;
-# BENCH=connectors runs benchmarks/connectors (a 1M-row CSV sync against a raw load).
+# BENCH=connectors runs benchmarks/connectors (a 1M-row CSV sync against a raw load);
+# BENCH=similarity runs benchmarks/similarity (image embeddings: recall, query latency, throughput).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.$(or $(BENCH),reindex) $(ARGS)
 

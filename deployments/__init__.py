@@ -20,6 +20,7 @@ from prefect.exceptions import ObjectNotFound
 
 from blocks.search_engine import register_engine_blocks
 from flows.discover_source import discover_source
+from flows.finetune_collection import finetune_collection
 from flows.index_lifecycle import FLOWS
 from flows.ingest_documents import process_documents
 from flows.run_connector_task import run_connector_task
@@ -62,6 +63,11 @@ def connector_deployments() -> list:
         flow.to_deployment(name=DEPLOYMENT, tags=["sluice", "connectors"], description=flow.description)
         for flow in (run_connector_task, discover_source)
     ]
+
+
+def collection_deployments() -> list:
+    return [finetune_collection.to_deployment(name=DEPLOYMENT, tags=["sluice", "image-collections"],
+                                              description=finetune_collection.description)]  # fmt: skip
 
 
 def sync_task_schedules() -> dict[str, int] | None:
@@ -119,6 +125,12 @@ def serve_all(limit: int = 8) -> None:
     stop = threading.Event()
     threading.Thread(target=_keep_running, args=(stop,), name="keeper", daemon=True).start()
     try:
-        serve(*lifecycle_deployments(), processor_deployment(), *connector_deployments(), limit=limit)
+        serve(
+            *lifecycle_deployments(),
+            processor_deployment(),
+            *connector_deployments(),
+            *collection_deployments(),
+            limit=limit,
+        )
     finally:
         stop.set()

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from sluice import credentials
 from sluice.errors import InvalidInput
@@ -28,6 +31,8 @@ KEYS_TENANT = "collections"
 ROLE = "collections-admin"
 MAX_ROWS = 100_000
 MAX_NAME = 200
+FAILURES_SHOWN = 20  # failed images listed in info (all are counted)
+MAX_ID = 2**63 - 1  # SQLite raises OverflowError for a larger integer instead of finding nothing
 
 
 class UnknownCollection(InvalidInput):
@@ -71,7 +76,7 @@ def create(session: Session, name: Any, heidicon_tag: Any = None) -> ImageCollec
 
 
 def get(session: Session, collection_id: int) -> ImageCollection:
-    row = session.get(ImageCollection, collection_id)
+    row = session.get(ImageCollection, collection_id) if 0 < collection_id <= MAX_ID else None
     if row is None:
         raise UnknownCollection(f"Collection {collection_id} does not exist")
     return row
@@ -90,15 +95,34 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def requires_finetuning(row: ImageCollection) -> bool:
+    finetuned = _utc(row.last_finetuned)
+    return finetuned is None or _utc(row.last_modified) > finetuned
+
+
 def info(session: Session, row: ImageCollection) -> dict[str, Any]:
-    """The collection's fields, its size, and whether its vectors are behind its content."""
+    """The collection's fields, its size, whether its vectors are behind its content, and the
+    images the last finetune could not embed (with why)."""
     modified, finetuned = _utc(row.last_modified), _utc(row.last_finetuned)
+    of_collection = CollectionImage.collection_id == row.id
+    embedded = session.exec(select(func.count()).where(of_collection, col(CollectionImage.embedding).is_not(None)))
+    failed = session.exec(select(func.count()).where(of_collection, col(CollectionImage.error).is_not(None)))
+    failures = session.exec(select(CollectionImage.image_url, CollectionImage.error)
+                            .where(of_collection, col(CollectionImage.error).is_not(None))
+                            .order_by(CollectionImage.position).limit(FAILURES_SHOWN))  # fmt: skip
     return {
         "id": row.id, "name": row.name, "heidicon_tag": row.heidicon_tag, "last_modified": modified.isoformat(),
         "last_finetuned": finetuned.isoformat() if finetuned else None, "finetuning_progess": row.finetuning_progess,
-        "number_of_images": count_images(session, row.id),
-        "requires_finetuning": finetuned is None or modified > finetuned,
+        "number_of_images": count_images(session, row.id), "requires_finetuning": requires_finetuning(row),
+        "number_of_embedded_images": embedded.one(), "number_of_failed_images": failed.one(),
+        "failed_images": [{"image_url": url, "reason": reason} for url, reason in failures.all()],
     }  # fmt: skip
+
+
+def count_unembedded(session: Session, row: ImageCollection) -> int:
+    """Images without a vector: new ones, and those the last finetune could not embed."""
+    return session.exec(select(func.count()).where(CollectionImage.collection_id == row.id,
+                                                   col(CollectionImage.embedding).is_(None))).one()  # fmt: skip
 
 
 def rename(session: Session, row: ImageCollection, name: Any) -> ImageCollection:
@@ -131,13 +155,19 @@ def parse_csv(text: str) -> list[list[str]]:
 
 
 def set_content(session: Session, row: ImageCollection, text: str) -> int:
-    """Replace the content whole (checked first: bad CSV changes nothing); returns the row count."""
+    """Replace the content whole (checked first: bad CSV changes nothing); returns the row count.
+    A row whose image URL was already embedded keeps its vector, so the next finetune only embeds
+    new images."""
     rows = parse_csv(text)
+    kept = {url: (vector, digest) for url, vector, digest in session.exec(
+        select(CollectionImage.image_url, CollectionImage.embedding, CollectionImage.image_sha256)
+        .where(CollectionImage.collection_id == row.id, col(CollectionImage.embedding).is_not(None))
+    ).all()}  # fmt: skip
     session.exec(sql_delete(CollectionImage).where(CollectionImage.collection_id == row.id))
-    session.add_all(
-        CollectionImage(collection_id=row.id, position=n, image_url=r[0], repo_url=r[1], extra=r[2:])
-        for n, r in enumerate(rows)
-    )
+    for position, (image_url, repo_url, *extra) in enumerate(rows):
+        vector, digest = kept.get(image_url, (None, None))
+        session.add(CollectionImage(collection_id=row.id, position=position, image_url=image_url, repo_url=repo_url,
+                                    extra=extra, embedding=vector, image_sha256=digest))  # fmt: skip
     row.last_modified = datetime.now(UTC)
     session.add(row)
     session.commit()
@@ -159,6 +189,57 @@ def csv_text(session: Session, row: ImageCollection) -> str:
 
 
 def delete(session: Session, row: ImageCollection) -> None:
+    _vectors.pop(row.id, None)
     session.exec(sql_delete(CollectionImage).where(CollectionImage.collection_id == row.id))
     session.delete(row)
     session.commit()
+
+
+# --- search ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """A collection's embedded images as one matrix (row i is ``image_urls[i]``)."""
+
+    version: tuple[Any, ...]
+    image_urls: list[str]
+    repo_urls: list[str]
+    matrix: np.ndarray
+
+
+_vectors: dict[int, Vectors] = {}
+_vectors_lock = threading.Lock()
+
+
+def vectors(session: Session, row: ImageCollection) -> Vectors:
+    """The collection's vectors, read once per content or finetune (both move a timestamp)."""
+    version = (row.last_modified, row.last_finetuned)
+    with _vectors_lock:
+        cached = _vectors.get(row.id)
+        if cached is not None and cached.version == version:
+            return cached
+        found = session.exec(
+            select(CollectionImage.image_url, CollectionImage.repo_url, CollectionImage.embedding)
+            .where(CollectionImage.collection_id == row.id, col(CollectionImage.embedding).is_not(None))
+            .order_by(CollectionImage.position)
+        ).all()
+        matrix = np.frombuffer(b"".join(v for _, _, v in found), dtype=np.float32).reshape(len(found), -1)
+        _vectors[row.id] = cached = Vectors(version, [u for u, _, _ in found], [r for _, r, _ in found], matrix)
+        return cached
+
+
+def search(session: Session, row: ImageCollection, query: np.ndarray, num_results: int,
+           threshold: float) -> list[dict[str, Any]]:  # fmt: skip
+    """The most similar images, best first: cosine similarity (vectors are unit length) of at least
+    ``threshold`` percent."""
+    if row.last_finetuned is None:
+        raise InvalidInput(f"Collection {row.id} has not been finetuned yet: finetune it first")
+    found = vectors(session, row)
+    if not len(found.image_urls):
+        return []
+    scores = found.matrix @ query.astype(np.float32)
+    best = np.argpartition(-scores, min(num_results, len(scores)) - 1)[:num_results]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [{"image_url": found.image_urls[i], "repo_url": found.repo_urls[i], "score": round(float(scores[i]), 4)}
+            for i in best if 100 * scores[i] >= threshold]  # fmt: skip

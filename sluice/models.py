@@ -347,10 +347,12 @@ class ImageCollection(SQLModel, table=True):
     last_modified: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
     last_finetuned: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     finetuning_progess: float | None = None
+    finetune_run_id: str | None = Field(default=None, max_length=36)  # the Prefect flow run of the last finetune
 
 
 class CollectionImage(SQLModel, table=True):
-    """One row of a collection's CSV content: the image, the item's page, the other columns kept."""
+    """One row of a collection's CSV content: the image, the item's page, the other columns kept,
+    and the image's embedding once a finetune has made it."""
 
     __tablename__ = "collection_image"
 
@@ -360,3 +362,7 @@ class CollectionImage(SQLModel, table=True):
     image_url: str = Field(max_length=2048)
     repo_url: str = Field(default="", max_length=2048)
     extra: list[str] = Field(default_factory=list, sa_type=JSON)
+    # The image's vector lives on its row, so vectors can never drift from the content they describe.
+    embedding: bytes | None = Field(default=None, sa_type=LargeBinary)
+    image_sha256: str | None = Field(default=None, max_length=64)  # of the bytes embedded
+    error: str | None = Field(default=None, max_length=500)  # why the last finetune could not embed it

@@ -57,15 +57,18 @@ class Settings(BaseSettings):
         default=20 * 1024 * 1024, gt=0, description="Largest document content, inline or fetched from a URL."
     )
     FETCH_TIMEOUT: float = Field(
-        default=20.0, gt=0, description="Seconds to fetch one document URL, redirects included."
+        default=20.0, gt=0, description="Seconds to fetch one document or image URL, redirects included."
     )
     FETCH_ALLOW_PRIVATE: bool = Field(
-        default=False, description="Fetch document URLs on loopback and private networks (refused by default)."
+        default=False,
+        description="Fetch document and image URLs on loopback and private networks (refused by default).",
     )
     FETCH_ALLOWED_NETWORKS: list[str] = Field(
         default_factory=list, description='Private networks fetched anyway, e.g. ["10.1.2.0/24"] (JSON list).'
     )
-    FETCH_CONCURRENCY: int = Field(default=16, gt=0, description="Document URLs fetched at once.")
+    FETCH_CONCURRENCY: int = Field(default=16, gt=0, description="Document (or image) URLs fetched at once.")
+    IMAGE_MAX_BYTES: int = Field(default=20 * 1024 * 1024, gt=0, description="Largest image a collection fetches.")
+    FINETUNE_BATCH_SIZE: int = Field(default=64, gt=0, description="Images downloaded and embedded per batch.")
     EXTRACT_MAX_CHARS: int = Field(default=1_000_000, gt=0, description="Longest text indexed per document.")
     PROCESS_BATCH_SIZE: int = Field(default=500, gt=0, description="Documents the processor claims per pass.")
     PROCESS_POLL_INTERVAL: float = Field(default=0.2, gt=0, description="Seconds between looks for new work.")

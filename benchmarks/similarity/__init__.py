@@ -1,0 +1,1 @@
+"""Image-embedding benchmark (``python -m benchmarks.similarity``); see benchmarks/README.md."""
