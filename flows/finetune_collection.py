@@ -94,14 +94,16 @@ def embed_batch(todo: list[Todo], number: int, db: Engine, counts: Counts) -> No
     for (item, digest), vector in zip(embed_rows, vectors, strict=True):
         outcomes[item.id] = {"embedding": vector.astype(np.float32).tobytes(), "image_sha256": digest, "error": None}
     urls = {item.id: item.url for item in todo}
+    stored = {}  # the outcomes whose row still holds the same image (new content may have replaced it)
     with Session(db) as session:
         for row_id, values in outcomes.items():
-            session.exec(update(CollectionImage)
-                         .where(col(CollectionImage.id) == row_id, col(CollectionImage.image_url) == urls[row_id])
-                         .values(**values))  # fmt: skip
+            same_image = (col(CollectionImage.id) == row_id) & (col(CollectionImage.image_url) == urls[row_id])
+            result = session.exec(update(CollectionImage).where(same_image).values(**values))
+            if result.rowcount:
+                stored[row_id] = values
         session.commit()
-    failed = [values["error"] for values in outcomes.values() if values["error"]]
-    counts.embedded += len(outcomes) - len(failed)
+    failed = [values["error"] for values in stored.values() if values["error"]]
+    counts.embedded += len(stored) - len(failed)
     counts.failed += len(failed)
     counts.reasons.extend(failed[: max(0, 5 - len(counts.reasons))])
 
@@ -118,7 +120,14 @@ def _set_progress(db: Engine, collection_id: int, percent: float | None, finishe
         session.commit()
 
 
-@flow(name=FLOW, flow_run_name="collection-{collection_id}")
+def _idle_again(flow, run, state) -> None:  # noqa: ARG001 - Prefect hook signature
+    """A cancelled or crashed run never reaches its own clean-up: show the collection idle anyway."""
+    collection_id = (run.parameters or {}).get("collection_id")
+    if isinstance(collection_id, int):
+        _set_progress(get_engine(get_settings().database_url), collection_id, None)
+
+
+@flow(name=FLOW, flow_run_name="collection-{collection_id}", on_cancellation=[_idle_again], on_crashed=[_idle_again])
 def finetune_collection(collection_id: int, force: bool = False) -> State:
     """Embed a collection's images that have no vector yet (every image, when ``force``)."""
     logger = get_run_logger()

@@ -179,6 +179,8 @@ async def _query_image(request: Request) -> bytes:
         header, _, image = image.partition(",")
         if not header.lower().endswith(";base64"):
             raise InvalidInput("image: a data URL must be base64 (data:image/...;base64,...)")
+    # Line-wrapped (`base64` without -w0) and URL-safe base64 are common too; anything else is refused.
+    image = "".join(image.split()).replace("-", "+").replace("_", "/")
     try:
         return base64.b64decode(image, validate=True)
     except (binascii.Error, ValueError):
