@@ -23,6 +23,7 @@ it as a document error code).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -151,7 +152,7 @@ def fetch_url(
     with httpx.Client(
         follow_redirects=False,
         trust_env=False,  # no proxies or .netrc from the environment
-        verify=verify,
+        verify=_default_tls() if verify is True else verify,
         headers={"User-Agent": USER_AGENT, "Accept": "*/*"},
     ) as client:
         for _hop in range(MAX_REDIRECTS + 1):
@@ -190,6 +191,13 @@ def fetch_url(
                 )
     shown = _shown(start)
     raise FetchError(f"more than {MAX_REDIRECTS} redirects from {shown}", code=URL_TOO_MANY_REDIRECTS, url=shown)
+
+
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    """httpx's verifying TLS context, made once per process: making one loads the CA bundle, ~20–40 ms
+    of CPU that would otherwise be spent on every URL (a collection's finetune fetches thousands)."""
+    return httpx.create_ssl_context()
 
 
 def _parse(url: str, *, redirected_from: httpx.URL | None = None) -> httpx.URL:

@@ -71,3 +71,18 @@ def test_connectors_benchmark_small_csv_embedded():
     assert held == ["baseline", "sluice"], proc.stdout
     assert re.search(r"^correctness: OK", proc.stdout, re.M), proc.stdout
     assert "FAILED" not in proc.stdout
+
+
+def test_similarity_benchmark_runs():
+    proc = bench("similarity", "--queries", "5", "--sizes", "1000", "--finetune-images", "20")
+    recall = re.search(r"^recall@1 (\d\.\d{3}), recall@5 (\d\.\d{3}) \(goal recall@1 >= 0\.95: (met|NOT met)\)",
+                       proc.stdout, re.M)  # fmt: skip
+    assert recall, proc.stdout
+    # one table row per finetune load: label, images, seconds, images/s
+    for load in ("baseline: httpx", "flow finetune_collection"):
+        assert re.search(rf"^{load}.*\s20\s+[\d.]+\s+[\d,]+$", proc.stdout, re.M), (load, proc.stdout)
+    ratio = re.search(r"^finetune ratio = flow images/s / baseline images/s = (\d+\.\d\d)$", proc.stdout, re.M)
+    assert ratio and float(ratio.group(1)) > 0, proc.stdout
+    assert re.search(r"^flow run: 20 images embedded, 0 unchanged, 0 failed; info\(\): 20 of 20 images embedded, "
+                     r"0 failed$", proc.stdout, re.M), proc.stdout  # fmt: skip
+    assert "FAILED" not in proc.stdout

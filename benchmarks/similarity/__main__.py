@@ -1,4 +1,5 @@
-"""``python -m benchmarks.similarity [--queries 200] [--sizes 1000,10000] [--batch-size 32]``
+"""``python -m benchmarks.similarity [--queries 200] [--sizes 1000,10000] [--batch-size 32]
+[--finetune-images 225 | --no-finetune]``
 
 Measures ``sluice.image_embedding`` as the image-similarity search uses it:
 
@@ -6,10 +7,13 @@ Measures ``sluice.image_embedding`` as the image-similarity search uses it:
    combined) of real sample photos, searched among the originals plus 200 distractor patches;
    for the model, the model with mirror averaging, and a raw-pixel baseline;
 2. query latency: embedding one query image, and a brute-force NumPy cosine top-k over n vectors;
-3. throughput in batches, as a finetune flow embeds a collection.
+3. throughput in batches, as a finetune flow embeds a collection;
+4. finetune images/s: the real ``finetune_collection`` flow (Prefect server, app database, images
+   downloaded from 127.0.0.1) against a hand-written download-decode-embed loop (``finetune.py``).
 
 The model is exported into a fresh temporary data dir, so the first-use cost is measured too.
-Prints tables and the goals' verdicts; exits 1 only when something fails to run.
+Prints tables and the goals' verdicts; exits 1 only when something fails to run or the finetune
+loads do not embed every image (``FAILED`` lines).
 """
 
 from __future__ import annotations
@@ -25,14 +29,20 @@ import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    from benchmarks.similarity.finetune import Finetune
 
 GOAL_RECALL_AT_1 = 0.95
 GOAL_SEARCH_P95_MS = 50.0
 GOAL_SEARCH_SIZE = 10_000  # vectors
 TOP_K = 10
+GALLERY_SIZE = 225  # 25 originals + 200 distractors: the search's real vectors
+FINETUNE_IMAGES = 225  # the originals and edited copies, once each
 PIXEL_SIDE = 16  # the baseline's vector: 16x16 RGB pixels
 SEED = 0
 
@@ -45,9 +55,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=200, help="timed queries per measurement (default: 200)")
     parser.add_argument("--sizes", default="1000,10000", help="vectors searched, comma-separated (default: 1000,10000)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per embed_images call (default: 32)")
+    finetune_help = f"JPEG files the finetune loads download and embed (default: {FINETUNE_IMAGES})"
+    parser.add_argument("--finetune-images", type=_positive, default=FINETUNE_IMAGES, metavar="N", help=finetune_help)
+    parser.add_argument("--no-finetune", action="store_true", help="skip the finetune flow against its baseline")
     args = parser.parse_args(argv)
     args.sizes = [int(size.replace("_", "")) for size in args.sizes.split(",")]
+    if min(args.sizes) < GALLERY_SIZE:
+        parser.error(f"--sizes: at least {GALLERY_SIZE} vectors each, the real gallery's embeddings")
     return args
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a positive integer, not {text!r}")
+    return value
 
 
 def log(message: str) -> None:
@@ -204,6 +229,26 @@ def cached_start() -> float:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+def finetune_lines(result: Finetune) -> list[str]:
+    labels = {"baseline": "baseline: httpx + decode_image + embed_images, vectors in memory",
+              "sluice": "flow finetune_collection (Prefect server, app database)"}  # fmt: skip
+    rows = [(labels[kind], f"{load.images:,}", f"{load.seconds:.1f}" if load.seconds else "-",
+             f"{load.rate:.0f}" if load.rate else "-") for kind, load in result.loads.items()]  # fmt: skip
+    lines = [f"finetune: {result.images:,} JPEG files ({result.megabytes:.1f} MB) served over HTTP on 127.0.0.1; "
+             f"both loads download {result.concurrency} at once, in batches of {result.batch_size} that are then "
+             "decoded and embedded; each load in its own process, the model loaded before the clock", ""]  # fmt: skip
+    lines += table(("load", "images", "seconds", "images/s"), rows) + [""]
+    if result.ratio is not None:
+        lines.append(f"finetune ratio = flow images/s / baseline images/s = {result.ratio:.2f}")
+    flow = result.loads["sluice"]
+    if flow.message:
+        lines.append(f"flow run: {flow.message}; info(): {flow.embedded} of {flow.images} images embedded, "
+                     f"{flow.failed} failed")  # fmt: skip
+    if result.max_difference is not None:
+        lines.append(f"stored vectors against the baseline's, same files: max |difference| {result.max_difference:.2g}")
+    return lines
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 
@@ -272,6 +317,16 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
           f"images/s from PNG bytes with decode_image ({1000 / with_decode:.1f} ms an image)")  # fmt: skip
     print()
 
+    problems = []
+    if not args.no_finetune:
+        from benchmarks.similarity.finetune import measure
+
+        log(f"finetune: the flow against a hand-written loop, {args.finetune_images} images")
+        finetune = measure(images, args.finetune_images, workdir)
+        print("\n".join(finetune_lines(finetune)))
+        print()
+        problems = finetune.problems()
+
     recall_1, recall_5 = results[("edits", "model")]
     baseline_1 = results[("edits", "16x16 pixels")][0]
     mirror_1 = results[("edits", "model + mirror average")][0]
@@ -288,7 +343,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         verdict = ("met" if p95 < GOAL_SEARCH_P95_MS else "NOT met") if size == GOAL_SEARCH_SIZE else "no goal"
         print(f"search p95 at {size:,} vectors: {p95:.2f} ms (goal < {GOAL_SEARCH_P95_MS:.0f} ms at "
               f"{GOAL_SEARCH_SIZE:,}: {verdict})")  # fmt: skip
-    return 0
+    for problem in problems:
+        print(f"FAILED finetune {problem}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
