@@ -1,6 +1,6 @@
 """Smoke tests of the benchmarks: the reindex benchmark (`make bench`) runs end to end on the
-embedded engine, the document-ingestion benchmark runs a few seconds against `sluice up`, and the
-connectors benchmark syncs a small CSV.
+embedded engine, the document-ingestion benchmark runs a few seconds against `sluice up`, the
+connectors benchmark syncs a small CSV, and the similarity benchmark finetunes 20 images.
 
 They check that the benchmarks work (exit 0, everything indexed, tables with a ratio and the
 goals' verdicts), never how fast anything is.
