@@ -568,6 +568,57 @@ def api_keys_delete(key_id: str, data_dir: DataDirOption = None) -> None:
         console.print(f"key {key_id} deleted")
 
 
+collections_app = typer.Typer(help="Image collections: finetune from the command line.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
+
+
+@collections_app.command("finetune")
+def collections_finetune(
+    collection_id: Annotated[int, typer.Argument(help="The collection's id.")],
+    key: Annotated[
+        str,
+        typer.Option(
+            envvar="SLUICE_COLLECTIONS_API_KEY", help="An image-collections key [SLUICE_COLLECTIONS_API_KEY]."
+        ),
+    ],  # fmt: skip
+    force: Annotated[bool, typer.Option("--force", help="Download every image again; re-embed changed ones.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the finetune with a progress bar.")] = False,
+    api_url: ApiUrlOption = None,
+) -> None:
+    """Finetune a collection; with --wait, follow it to the end (exit 1 when the run fails)."""
+    with _api(api_url) as client:
+        client.headers["API-Key"] = key
+        before = client.get(f"/api/collection/{collection_id}/info")
+        if before.status_code != 200:
+            _fail(before)
+        response = client.post(f"/api/collection/{collection_id}/finetune", params={"force": force} if force else None)
+        if response.status_code != 200:
+            _fail(response)
+        console.print(response.json()["message"])
+        if not wait or "run_id" not in response.json():
+            return
+        finetuned_before = before.json()["last_finetuned"]
+        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar:
+            row = bar.add_task("finetuning", total=100)
+            while True:
+                info = client.get(f"/api/collection/{collection_id}/info").json()
+                if info["finetuning_progess"] is None:  # idle again: the run ended
+                    break
+                bar.update(row, completed=info["finetuning_progess"])
+                time.sleep(1)
+            done = info["last_finetuned"] != finetuned_before
+            bar.update(row, completed=100 if done else bar.tasks[0].completed)
+    if not done:
+        console.print("[red]the finetune run failed or was cancelled: see its flow run in the Prefect UI[/]")
+        raise typer.Exit(1)
+    failed = info["number_of_failed_images"]
+    console.print(f"[green]{info['number_of_embedded_images']} of {info['number_of_images']} images embedded[/]"
+                  + (f", [red]{failed} failed[/]" if failed else ""))  # fmt: skip
+    for failure in info["failed_images"]:
+        console.print(f"  {failure['image_url']}: {failure['reason']}")
+
+
 # --- connectors ----------------------------------------------------------------------------------------------
 
 connectors_app = typer.Typer(help="Tasks of the connectors API.", no_args_is_help=True)

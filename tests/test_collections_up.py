@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -73,8 +74,6 @@ def photos(tmp_path_factory):
 def up(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("sluice-collections")
     env = clean_env(data_dir, SLUICE_FETCH_ALLOW_PRIVATE="true")  # the photos are on this machine
-    import subprocess
-
     created = subprocess.run([*SLUICE, "api-keys", "create", "--name", "frontend"], env=env, capture_output=True,
                              text=True, check=True)  # fmt: skip
     key = next(w for w in created.stdout.split() if w.startswith("sk_"))
@@ -164,3 +163,26 @@ def test_a_new_csv_embeds_only_new_images_and_vectors_stay_with_their_rows(up, p
         best = api.post(f"/api/collection/{collection_id}/search?num_results=1", json={"image": query}).json()
         assert best == [{"image_url": f"{photos}/{name}.jpg", "repo_url": f"https://museum.example/{name}",
                          "score": best[0]["score"]}]  # fmt: skip
+
+
+def test_the_cli_finetunes_with_a_progress_bar_and_reports_failed_images(up, photos):
+    api = httpx.Client(base_url=up["api"], headers={"API-Key": up["key"]}, timeout=60)
+    collection_id = api.post("/api/collection/create", json={"name": "From the CLI"}).json()["id"]
+    rows = "".join(f"{photos}/{name}.jpg,https://museum.example/{name}\n" for name in [*PHOTOS[7:10], "missing"])
+    api.post(f"/api/collection/{collection_id}/updatecontent", content=rows, headers={"Content-Type": "text/csv"})
+    cli = [*SLUICE, "collections", "finetune", "--api-url", up["api"]]
+
+    wide = up["env"] | {"COLUMNS": "200"}  # one line per message
+    done = subprocess.run([*cli, str(collection_id), "--key", up["key"], "--wait"], env=wide, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+    shown = done.stdout + done.stderr  # the bar and messages go to stderr
+    assert done.returncode == 0, shown
+    assert "100%" in shown and "3 of 4 images embedded, 1 failed" in shown
+    assert f"{photos}/missing.jpg: HTTP 404" in shown
+    refused = subprocess.run([*cli, str(collection_id), "--key", "sk_wrong"], env=up["env"], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    unknown = subprocess.run([*cli, "999999", "--key", up["key"]], env=up["env"], capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+    assert refused.returncode == 1 and "403" in refused.stderr
+    assert unknown.returncode == 1 and "400: Collection 999999 does not exist" in unknown.stderr
