@@ -191,7 +191,7 @@ def csv_text(session: Session, row: ImageCollection) -> str:
 def delete(session: Session, row: ImageCollection) -> None:
     _vectors.pop(row.id, None)
     session.exec(sql_delete(CollectionImage).where(CollectionImage.collection_id == row.id))
-    session.delete(row)
+    session.exec(sql_delete(ImageCollection).where(ImageCollection.id == row.id))  # fine when already gone
     session.commit()
 
 
