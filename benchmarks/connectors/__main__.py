@@ -10,13 +10,11 @@ flat, and the correctness checks. Exits 1 when a load fails or an index is not a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 # One Prefect server per run, children without inherited SLUICE_*/PREFECT_*: as benchmarks.reindex.
+import benchmarks
 from benchmarks.reindex.__main__ import PrefectServer, clean_env, log, server_peak_mb, stderr_to
 
 TENANT = "bench"
@@ -93,24 +92,11 @@ class Load:
 
 
 def run_child(load: Load, spec: dict[str, Any], env: dict[str, str], rundir: Path) -> None:
-    """One load in its own process; fills ``load`` from its result file (or why it failed)."""
-    rundir.mkdir(parents=True, exist_ok=True)
-    result_path, log_path = rundir / "result.json", rundir / "child.log"
-    command = [sys.executable, "-m", "benchmarks.connectors.measure", json.dumps({**spec, "result": str(result_path)})]
+    """One load in its own process; fills ``load`` from its result (or why it failed)."""
     timeout = 900 + load.rows / 50  # far beyond any rate seen: a hang must not stall the run
-    with log_path.open("wb") as out:
-        try:
-            code = subprocess.run(command, env=env, cwd=rundir, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=timeout).returncode  # fmt: skip
-        except subprocess.TimeoutExpired:
-            code = None
-    if code != 0 or not result_path.exists():
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
-        load.error = ("timed out" if code is None else f"exit code {code}") + ":\n    " + "\n    ".join(tail)
-        return
-    result = json.loads(result_path.read_text())
+    result, load.error = benchmarks.run_child("benchmarks.connectors.measure", spec, env, rundir, timeout)
     for key in ("seconds", "start_mb", "peak_mb", "maxrss_mb", "marks", "message"):
-        setattr(load, key, result.get(key))
+        setattr(load, key, (result or {}).get(key))
 
 
 # --- checks -------------------------------------------------------------------------------------

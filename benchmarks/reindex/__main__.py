@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import shutil
@@ -26,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import benchmarks
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SIZES = (100_000, 400_000)
@@ -217,22 +218,10 @@ class Measurement:
 
 
 def run_child(m: Measurement, spec: dict[str, Any], env: dict[str, str], rundir: Path, timeout: float) -> None:
-    """Run one measurement process; fills ``m`` from its result file (or records why it failed)."""
-    result_path = rundir / "result.json"
-    spec = {**spec, "result": str(result_path)}
-    log_path = rundir / "child.log"
-    command = [sys.executable, "-m", "benchmarks.reindex.measure", json.dumps(spec)]
-    with log_path.open("wb") as out:
-        try:
-            proc = subprocess.run(command, env=env, cwd=rundir, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = None
-    if code != 0 or not result_path.exists():
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
-        m.error = ("timed out" if code is None else f"exit code {code}") + ":\n    " + "\n    ".join(tail)
+    """Run one measurement process; fills ``m`` from its result (or records why it failed)."""
+    result, m.error = benchmarks.run_child("benchmarks.reindex.measure", spec, env, rundir, timeout)
+    if result is None:
         return
-    result = json.loads(result_path.read_text())
     m.seconds, m.documents = result["seconds"], result["documents"]
     m.peak_mb, m.start_mb = result["peak_mb"], result["start_mb"]
     if m.documents != m.rows:

@@ -4,7 +4,7 @@ hand-written download-and-embed loop, over the same JPEG files served from 127.0
 The parent (``benchmarks.similarity.__main__``) calls ``measure``: it writes the files, serves them
 from a ``ThreadingHTTPServer`` in its own process, starts one Prefect server (``PrefectServer`` from
 ``benchmarks.reindex``), then runs each load alone in a child process with a clean environment,
-``python -m benchmarks.similarity.finetune SPEC_PATH``, baseline first so that nothing of Prefect's
+``python -m benchmarks.similarity.finetune SPEC_JSON``, baseline first so that nothing of Prefect's
 is running yet. Each child gets its own data dir holding a copy of the exported ONNX model and
 embeds a dummy batch before the clock starts, so neither pays for the export or the model load.
 
@@ -17,15 +17,14 @@ Both loads take FINETUNE_BATCH_SIZE images a batch, download them FETCH_CONCURRE
   a SHA-256 per image, vectors written to the app database, progress and its artifact.
 - **baseline**: one ``httpx.Client`` (keep-alive) shared by a thread pool; vectors kept in memory.
 
-SPEC_PATH is a JSON file with ``kind`` (``sluice`` or ``baseline``), ``urls`` and ``result`` (the
-JSON file the child writes; the vectors go next to it as ``vectors.npy``, in URL order).
+SPEC_JSON holds ``kind`` (``sluice`` or ``baseline``), ``urls_file`` (one URL a line) and ``result``
+(the JSON file the child writes; the vectors go next to it as ``vectors.npy``, in URL order).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -37,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+import benchmarks
 
 KINDS = ("baseline", "sluice")  # baseline first: nothing of Prefect's is running yet
 JPEG_QUALITY = 90
@@ -170,7 +171,9 @@ def measure(images: list[Image.Image], count: int, workdir: Path) -> Finetune:
                                  "SLUICE_FETCH_CONCURRENCY": str(result.concurrency)}  # fmt: skip
             if kind == "sluice":
                 env |= prefect.env | {"SLUICE_FETCH_ALLOW_PRIVATE": "true"}  # the files are on 127.0.0.1
-            run_child(load, {"kind": kind, "urls": server.urls()}, env, rundir)
+            urls_file = root / "urls.txt"  # one file for both loads: thousands of URLs are too long for argv
+            urls_file.write_text("\n".join(server.urls()))
+            run_child(load, {"kind": kind, "urls_file": str(urls_file)}, env, rundir)
             log(f"{kind:<8} " + (f"FAILED: {load.error}" if load.error else f"{load.rate:.0f} images/s"))
     finally:
         prefect.stop()
@@ -183,24 +186,12 @@ def measure(images: list[Image.Image], count: int, workdir: Path) -> Finetune:
 
 
 def run_child(load: Load, spec: dict[str, Any], env: dict[str, str], rundir: Path) -> None:
-    """One load in its own process; fills ``load`` from its result file (or records why it failed)."""
-    from benchmarks.reindex.__main__ import REPO
-
-    result_path, spec_path, log_path = rundir / "result.json", rundir / "spec.json", rundir / "child.log"
-    spec_path.write_text(json.dumps({**spec, "result": str(result_path)}))
+    """One load in its own process; fills ``load`` from its result (or records why it failed)."""
     timeout = 120 + load.images / 5  # far beyond any rate seen: a hang must not stall the run
-    command = [sys.executable, "-m", "benchmarks.similarity.finetune", str(spec_path)]
-    with log_path.open("wb") as out:
-        try:
-            code = subprocess.run(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=timeout).returncode  # fmt: skip
-        except subprocess.TimeoutExpired:
-            code = None
-    if code != 0 or not result_path.exists():
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
-        load.error = ("timed out" if code is None else f"exit code {code}") + ":\n    " + "\n    ".join(tail)
+    result, load.error = benchmarks.run_child("benchmarks.similarity.finetune", spec, env, rundir, timeout)
+    if result is None:
         return
-    for key, value in json.loads(result_path.read_text()).items():
+    for key, value in result.items():
         setattr(load, key, value)
     if load.embedded != load.images or load.failed:
         load.error = f"{load.embedded} of {load.images} images embedded, {load.failed} failed: {load.message}"
@@ -273,10 +264,10 @@ def run_sluice(urls: list[str]) -> tuple[dict[str, Any], np.ndarray]:
 
 
 def main(argv: list[str]) -> int:
-    spec_path = Path(argv[0])
-    spec = json.loads(spec_path.read_text())
-    result, vectors = (run_sluice if spec["kind"] == "sluice" else run_baseline)(spec["urls"])
-    np.save(spec_path.parent / "vectors.npy", vectors)
+    spec = json.loads(argv[0])
+    urls = Path(spec["urls_file"]).read_text().split()
+    result, vectors = (run_sluice if spec["kind"] == "sluice" else run_baseline)(urls)
+    np.save(Path(spec["result"]).parent / "vectors.npy", vectors)
     Path(spec["result"]).write_text(json.dumps(result))
     return 0
 
