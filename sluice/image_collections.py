@@ -213,8 +213,9 @@ _vectors_lock = threading.Lock()
 
 
 def vectors(session: Session, row: ImageCollection) -> Vectors:
-    """The collection's vectors, read once per content or finetune (both move a timestamp)."""
-    version = (row.last_modified, row.last_finetuned)
+    """The collection's vectors, read again only when they may have changed: new content, a finetune
+    starting (a new run id) or ending (progress back to None), whether the run succeeded or not."""
+    version = (row.last_modified, row.last_finetuned, row.finetune_run_id, row.finetuning_progess is None)
     with _vectors_lock:
         cached = _vectors.get(row.id)
         if cached is not None and cached.version == version:

@@ -23,13 +23,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelled
 from skimage import data as samples
+from sqlmodel import Session
 
 from api.main import app
 from deployments import DEPLOYMENT, collection_deployments
 from flows.finetune_collection import FLOW, finetune_collection
 from sluice import credentials, db
 from sluice import image_collections as store
-from sluice.models import ImageCollection
+from sluice.db import get_engine
+from sluice.image_embedding import embed_bytes
+from sluice.models import CollectionImage, ImageCollection
 from sluice.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -361,6 +364,31 @@ def test_search_follows_new_content_before_and_after_the_next_finetune(client, p
 
     assert [r["image_url"].rsplit("/", 1)[1] for r in before] == ["coffee.jpg"]  # chelsea left; rocket not embedded
     assert sorted(r["image_url"].rsplit("/", 1)[1] for r in after) == ["coffee.jpg", "rocket.jpg"]
+
+
+def test_vectors_a_failed_finetune_stored_are_searched_once_it_ends(client, photos):
+    """A run that fails halfway keeps the vectors it stored; search must not hide them until the next
+    content change. The run is played by hand: the API's start, one stored vector, the crash hook."""
+    collection_id = collection(client, ["chelsea", "coffee"], finetune=True)
+    query = {"json": {"image": b64(photos["rocket"])}}
+    assert "rocket.jpg" not in str(search(client, collection_id, "?num_results=10", **query).json())
+    with Session(get_engine(get_settings().database_url)) as session:
+        row = session.get(ImageCollection, collection_id)
+        row.finetune_run_id, row.finetuning_progess = "00000000-0000-0000-0000-00000000f417", 50.0
+        session.add(CollectionImage(collection_id=collection_id, position=2, image_url=f"{client.server}/rocket.jpg",
+                                    repo_url="https://museum.example/rocket",
+                                    embedding=embed_bytes(photos["rocket"]).tobytes()))  # fmt: skip
+        session.add(row)
+        session.commit()
+        during = search(client, collection_id, "?num_results=10", **query).json()
+        row.finetuning_progess = None  # what the flow's on_crashed hook does
+        session.add(row)
+        session.commit()
+
+    after = search(client, collection_id, "?num_results=10", **query).json()
+
+    assert during[0]["image_url"].endswith("/rocket.jpg")  # a run starting re-reads once
+    assert after[0]["image_url"].endswith("/rocket.jpg") and after[0]["score"] > 0.99
 
 
 # --- fuzz ---------------------------------------------------------------------------------------------
