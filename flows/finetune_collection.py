@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
@@ -92,7 +91,7 @@ def embed_batch(todo: list[Todo], number: int, db: Engine, counts: Counts) -> No
         embed_rows.append((item, digest))
     vectors = embed_images(images)
     for (item, digest), vector in zip(embed_rows, vectors, strict=True):
-        outcomes[item.id] = {"embedding": vector.astype(np.float32).tobytes(), "image_sha256": digest, "error": None}
+        outcomes[item.id] = {"embedding": vector.tobytes(), "image_sha256": digest, "error": None}  # float32 rows
     urls = {item.id: item.url for item in todo}
     stored = {}  # the outcomes whose row still holds the same image (new content may have replaced it)
     with Session(db) as session:

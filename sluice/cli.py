@@ -303,6 +303,12 @@ def up(
 # --- driving the /task API ----------------------------------------------------------------------
 
 
+def progress_bar() -> Progress:
+    """The bar every --wait shows: what is happening, the bar, the percentage, the time taken."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    console=console)  # fmt: skip
+
+
 def _api(api_url: str | None) -> httpx.Client:
     return httpx.Client(base_url=api_url or _settings().api_url, timeout=30)
 
@@ -319,8 +325,7 @@ def _fail(response: httpx.Response) -> None:
 
 def follow(client: httpx.Client, task_id: str, label: str) -> dict:
     """Poll a task to its end with a progress bar; returns its final status."""
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    with progress_bar() as bar:
         row = bar.add_task(label, total=100)
         while True:
             response = client.get(f"/task/{task_id}")
@@ -498,8 +503,7 @@ def push_documents(
 
 
 def _follow_job(client: httpx.Client, params: dict, job: str, total: int) -> None:
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    with progress_bar() as bar:
         row = bar.add_task("processing", total=total)
         while True:
             counts: dict[str, int] = {}
@@ -598,8 +602,7 @@ def collections_finetune(
         if not wait or "run_id" not in response.json():
             return
         finetuned_before = before.json()["last_finetuned"]
-        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as bar:
+        with progress_bar() as bar:
             row = bar.add_task("finetuning", total=100)
             while True:
                 info = client.get(f"/api/collection/{collection_id}/info").json()
@@ -643,8 +646,7 @@ def run_connector_task(
         console.print(f"run {run_id} created")
         if not wait:
             return
-        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as bar:
+        with progress_bar() as bar:
             row = bar.add_task("created", total=1)
             while True:
                 response = client.get(f"/1/runs/{run_id}")

@@ -234,8 +234,6 @@ def search(session: Session, row: ImageCollection, query: np.ndarray, num_result
            threshold: float) -> list[dict[str, Any]]:  # fmt: skip
     """The most similar images, best first: cosine similarity (vectors are unit length) of at least
     ``threshold`` percent."""
-    if row.last_finetuned is None:
-        raise InvalidInput(f"Collection {row.id} has not been finetuned yet: finetune it first")
     found = vectors(session, row)
     if not len(found.image_urls):
         return []

@@ -7,11 +7,8 @@ from __future__ import annotations
 import base64
 import io
 import subprocess
-import threading
 import time
 from collections import Counter
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
@@ -19,6 +16,7 @@ import pytest
 from PIL import Image, ImageEnhance
 from skimage import data as samples
 
+from tests.utils.file_server import Quiet, serve_directory
 from tests.utils.sluice_up import SLUICE, clean_env, start, stop
 
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "clock",
@@ -46,11 +44,8 @@ def edited(image: Image.Image) -> bytes:
     return jpeg(tinted, quality=35)
 
 
-class CountingHandler(SimpleHTTPRequestHandler):
+class CountingHandler(Quiet):
     served: Counter = Counter()
-
-    def log_message(self, *args):
-        pass
 
     def do_GET(self):
         CountingHandler.served[self.path] += 1
@@ -64,10 +59,8 @@ def photos(tmp_path_factory):
     for name in PHOTOS:
         (root / f"{name}.jpg").write_bytes(jpeg(photo(name)))
     (root / "notes.jpg").write_text("these are not the pixels you are looking for")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(CountingHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_directory(root, CountingHandler) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

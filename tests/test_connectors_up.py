@@ -5,11 +5,8 @@ cron as Prefect deployment schedules — a disabled one never, also after a rest
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 import warnings
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -41,6 +38,7 @@ from algoliasearch.ingestion.models import (
 from blocks.search_engine import EmbeddedEngine
 from sluice.search import Query
 from tasks.destinations import alias_name
+from tests.utils.file_server import serve_directory
 from tests.utils.sluice_up import SLUICE, clean_env, start, stop
 
 CSV = "sku,name,price,in_stock\n" + "".join(
@@ -49,20 +47,13 @@ CSV = "sku,name,price,in_stock\n" + "".join(
 )
 
 
-class Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A real HTTP server for the source URLs."""
     root = tmp_path_factory.mktemp("files")
     (root / "products.csv").write_text(CSV)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_directory(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

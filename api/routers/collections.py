@@ -154,6 +154,8 @@ async def search(session: SessionDep, collection_id: int, request: Request,
     """Images like the one given: JSON ``{image}`` holding base64, a data URL or an http(s) URL
     (or ``{image_url}``), or the image's bytes as the body with an ``image/*`` Content-Type."""
     row = store.get(session, collection_id)
+    if row.last_finetuned is None:  # before reading, fetching or embedding the query image
+        raise InvalidInput(f"Collection {collection_id} has not been finetuned yet: finetune it first")
     data = await _query_image(request)
     try:
         query = await asyncio.to_thread(embed_bytes, data)

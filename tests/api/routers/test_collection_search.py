@@ -9,11 +9,8 @@ import base64
 import io
 import json
 import random
-import threading
 import uuid
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlencode
 
 import pytest
@@ -34,6 +31,7 @@ from sluice.db import get_engine
 from sluice.image_embedding import embed_bytes
 from sluice.models import CollectionImage, ImageCollection
 from sluice.settings import get_settings
+from tests.utils.file_server import serve_directory
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -51,11 +49,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-class Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def photos() -> dict[str, bytes]:
     return {name: encode(name) for name in PHOTOS}
@@ -68,11 +61,8 @@ def server(tmp_path_factory, photos) -> Iterator[str]:
     for name, data in photos.items():
         (root / f"{name}.jpg").write_bytes(data)
     (root / "notes.jpg").write_text("not pixels")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_directory(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
